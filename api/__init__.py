@@ -1,0 +1,1 @@
+"""The REST sidecar: the documented domain over HTTP (aiohttp), with an OpenAPI document."""

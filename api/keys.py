@@ -1,0 +1,11 @@
+"""Typed application keys for the resources the API's handlers share."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from kernel.config import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)

@@ -1,0 +1,1 @@
+"""The realtime WebSocket gateway: auth, channel membership, rate limits, persisted fan-out."""

@@ -1,0 +1,1 @@
+"""Switchboard's shared kernel: configuration, database, migrations, tokens, errors, logging."""

@@ -1,0 +1,82 @@
+"""Typed configuration, read once from the environment at start-up (see README, Configuration)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """A required variable is missing or a value does not parse; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    secret: str
+    redis_url: str | None = None
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8765
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    log_level: str = "INFO"
+    log_format: str = "kv"
+    smtp_url: str | None = None
+    mail_from: str = "Switchboard <no-reply@switchboard.local>"
+    public_base_url: str = "http://127.0.0.1:8080"
+    fcm_base_url: str = "https://fcm.googleapis.com/v1/projects"
+    fcm_credentials_file: str | None = None
+    fcm_project_id: str | None = None
+    razorpay_key_secret: str | None = None
+    razorpay_webhook_secret: str | None = None
+
+
+# variable name -> (field, parser); the README's Configuration table lists the same names.
+_ENV: dict[str, tuple[str, type]] = {
+    "DATABASE_URL": ("database_url", str),
+    "SWITCHBOARD_SECRET": ("secret", str),
+    "REDIS_URL": ("redis_url", str),
+    "ACCESS_TOKEN_TTL": ("access_token_ttl_s", int),
+    "REFRESH_TOKEN_TTL": ("refresh_token_ttl_s", int),
+    "GATEWAY_HOST": ("gateway_host", str),
+    "GATEWAY_PORT": ("gateway_port", int),
+    "API_HOST": ("api_host", str),
+    "API_PORT": ("api_port", int),
+    "DB_POOL_MIN": ("db_pool_min", int),
+    "DB_POOL_MAX": ("db_pool_max", int),
+    "LOG_LEVEL": ("log_level", str),
+    "LOG_FORMAT": ("log_format", str),
+    "SMTP_URL": ("smtp_url", str),
+    "MAIL_FROM": ("mail_from", str),
+    "PUBLIC_BASE_URL": ("public_base_url", str),
+    "FCM_BASE_URL": ("fcm_base_url", str),
+    "FCM_CREDENTIALS_FILE": ("fcm_credentials_file", str),
+    "FCM_PROJECT_ID": ("fcm_project_id", str),
+    "RAZORPAY_KEY_SECRET": ("razorpay_key_secret", str),
+    "RAZORPAY_WEBHOOK_SECRET": ("razorpay_webhook_secret", str),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `environ` (default os.environ); raise ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (field, parser) in _ENV.items():
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[field] = parser(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not a valid {parser.__name__}") from exc
+    for required, field in (("DATABASE_URL", "database_url"), ("SWITCHBOARD_SECRET", "secret")):
+        if field not in values:
+            raise ConfigError(f"{required} is required (make run and make test set it for you)")
+    if len(str(values["secret"])) < 32:
+        raise ConfigError("SWITCHBOARD_SECRET must be at least 32 characters")
+    return msgspec.convert(values, Settings)

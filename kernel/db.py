@@ -1,0 +1,43 @@
+"""The asyncpg pool: one per process, with JSON codecs and an application name per connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+async def setup_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection set-up: json/jsonb as Python values (msgspec-encoded)."""
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename,
+            encoder=lambda v: _encode(v).decode(),
+            decoder=_decode,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, application_name: str = "switchboard"
+) -> asyncpg.Pool:
+    """Open a pool; the caller owns it and must `await pool.close()`."""
+    pool: Any = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=setup_connection,
+        server_settings={"application_name": application_name},
+    )
+    return pool  # type: ignore[no-any-return]
+
+
+async def connect(dsn: str, *, application_name: str = "switchboard") -> asyncpg.Connection:
+    """One connection with the same set-up as the pool's; the caller closes it."""
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": application_name})
+    await setup_connection(conn)
+    return conn

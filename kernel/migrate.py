@@ -1,0 +1,114 @@
+"""Migration runner: applies sql/*.sql in file-name order, once each, under an advisory lock.
+
+Each file runs in its own transaction and is recorded with its SHA-256 in
+gateway.schema_migrations. A file changed after it was applied stops the run (write a new
+file instead). Safe when many processes start at once: they queue on the advisory lock.
+Run by hand with `python -m kernel.migrate` (uses DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# An arbitrary constant shared by every runner: "switchboard migrate" folded into 63 bits.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"switchboard migrate").digest()[:8], "big") >> 1
+
+_BOOKKEEPING = """
+CREATE SCHEMA IF NOT EXISTS gateway;
+CREATE TABLE IF NOT EXISTS gateway.schema_migrations (
+    filename    text PRIMARY KEY,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now(),
+    duration_ms integer NOT NULL
+);
+"""
+
+
+class MigrationError(Exception):
+    """A migration cannot be applied, or an applied file was changed; the message says which."""
+
+
+def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """The migration files in the order they are applied."""
+    return sorted(p for p in sql_dir.glob("*.sql") if p.is_file())
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def migrate(
+    conn: asyncpg.Connection,
+    sql_dir: Path = SQL_DIR,
+    progress: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Apply every pending file; return the names applied. Raises MigrationError."""
+    say = progress or (lambda _msg: None)
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+    try:
+        await conn.execute(_BOOKKEEPING)
+        applied = {
+            r["filename"]: r["checksum"]
+            for r in await conn.fetch("SELECT filename, checksum FROM gateway.schema_migrations")
+        }
+        done: list[str] = []
+        for path in migration_files(sql_dir):
+            digest = checksum(path)
+            if path.name in applied:
+                if applied[path.name] != digest:
+                    raise MigrationError(
+                        f"{path.name} was changed after it was applied "
+                        f"(recorded {applied[path.name][:12]}, now {digest[:12]}); "
+                        "add a new migration file instead of editing an applied one"
+                    )
+                continue
+            started = time.perf_counter()
+            try:
+                async with conn.transaction():
+                    await conn.execute(path.read_text(encoding="utf-8"))
+                    duration_ms = int((time.perf_counter() - started) * 1000)
+                    await conn.execute(
+                        "INSERT INTO gateway.schema_migrations (filename, checksum, duration_ms)"
+                        " VALUES ($1, $2, $3)",
+                        path.name,
+                        digest,
+                        duration_ms,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{path.name} failed: {exc}") from exc
+            say(f"applied {path.name} ({duration_ms} ms)")
+            done.append(path.name)
+        if not done:
+            say(f"schema up to date ({len(applied)} migrations)")
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+
+
+async def _main() -> int:
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        print("migrate: DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, progress=lambda m: print(f"[migrate] {m}", file=sys.stderr))
+    except MigrationError as exc:
+        print(f"[migrate] error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(_main()))

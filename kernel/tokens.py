@@ -1,0 +1,82 @@
+"""Access tokens: compact HS256 JWTs signed with SWITCHBOARD_SECRET (claims sub, realm, exp, iat, jti).
+
+The API issues them (`sign_access_token`); the gateway and the API verify them
+(`verify_access_token`), which raises Unauthorized or TokenExpired and never returns an
+unverified claim.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+
+import msgspec
+
+from kernel.errors import TokenExpired, Unauthorized
+
+REALMS = ("analyst", "academy", "aichat", "creator", "market")
+
+
+class AccessClaims(msgspec.Struct, frozen=True):
+    sub: str
+    realm: str
+    exp: int
+    iat: int
+    jti: str
+    typ: str = "access"
+
+
+_HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+_claims_decoder = msgspec.json.Decoder(AccessClaims)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _unb64(data: bytes) -> bytes:
+    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
+
+
+def _sign(secret: str, signing_input: bytes) -> bytes:
+    return hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+
+
+def sign_access_token(
+    secret: str, user_id: str, realm: str, ttl_s: int, *, now: float | None = None
+) -> str:
+    """A token for `user_id` in `realm` valid for `ttl_s` seconds from `now` (default: the clock)."""
+    if realm not in REALMS:
+        raise ValueError(f"unknown realm {realm!r}")
+    issued = int(time.time() if now is None else now)
+    claims = AccessClaims(
+        sub=str(user_id), realm=realm, exp=issued + ttl_s, iat=issued, jti=uuid.uuid4().hex
+    )
+    signing_input = _HEADER + b"." + _b64(msgspec.json.encode(claims))
+    return (signing_input + b"." + _b64(_sign(secret, signing_input))).decode()
+
+
+def verify_access_token(secret: str, token: str, *, now: float | None = None) -> AccessClaims:
+    """The token's claims if its signature is good and it has not expired.
+
+    Raises TokenExpired when only the expiry fails, Unauthorized for anything else.
+    """
+    try:
+        raw = token.encode("ascii")
+        header, payload, signature = raw.split(b".")
+        expected = _sign(secret, header + b"." + payload)
+        if header != _HEADER or not hmac.compare_digest(_unb64(signature), expected):
+            raise Unauthorized("token signature is invalid")
+        claims = _claims_decoder.decode(_unb64(payload))
+    except Unauthorized:
+        raise
+    except (ValueError, UnicodeError, msgspec.DecodeError) as exc:
+        raise Unauthorized("token is malformed") from exc
+    if claims.typ != "access" or claims.realm not in REALMS:
+        raise Unauthorized("token is not an access token")
+    if claims.exp <= int(time.time() if now is None else now):
+        raise TokenExpired("token has expired")
+    return claims

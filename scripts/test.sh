@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make test`: the same set-up as `make run`, then the whole pytest suite. Extra args go to pytest.
+source "$(dirname "$0")/lib.sh"
+ensure_system_packages
+ensure_venv
+export SWITCHBOARD_SECRET="${SWITCHBOARD_SECRET:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')}"
+if [ -z "${DATABASE_URL:-}" ]; then
+  # Tests get their own cluster (var/pg-test), tuned for throwaway databases, not durability.
+  DATABASE_URL="$(start_private_postgres pg-test "${SB_PG_TEST_PORT:-55433}" \
+    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")"
+  export DATABASE_URL
+fi
+cd "$ROOT"
+exec python -m pytest "$@"

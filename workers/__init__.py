@@ -1,0 +1,1 @@
+"""Background workers: notification delivery and the seed's scheduled jobs."""
