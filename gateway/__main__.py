@@ -1,48 +1,67 @@
-"""`python -m gateway`: serve WebSockets on GATEWAY_HOST:GATEWAY_PORT (uvloop)."""
+"""`python -m gateway`: serve WebSockets on GATEWAY_HOST:GATEWAY_PORT with uvloop.
+
+With GATEWAY_PROCESSES=N (N > 1, REDIS_URL required) it starts N processes sharing the
+port through SO_REUSEPORT; SIGINT/SIGTERM drain and stop them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from http import HTTPStatus
+import subprocess
+import sys
 
-from websockets.asyncio.server import Request, Response, ServerConnection, serve
-from websockets.datastructures import Headers
-
-from kernel.config import load_settings
+from gateway.runtime import Gateway
+from gateway.server import GatewayServer
+from kernel.config import ConfigError, load_settings
 from kernel.logs import EventLog, setup_logging
 
 log = EventLog("gateway")
 
 
-def _http(connection: ServerConnection, request: Request) -> Response | None:
-    if request.path == "/healthz":
-        return Response(HTTPStatus.OK, "OK", Headers({"Content-Type": "text/plain"}), b"ok\n")
-    return None
-
-
-async def _handler(ws: ServerConnection) -> None:
-    await ws.close(1013, "not ready")
-
-
-async def _serve() -> None:
+async def _serve(reuse_port: bool) -> None:
     settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
-    stop = asyncio.get_running_loop().create_future()
+    gateway = Gateway(settings)
+    await gateway.start()
+    server = GatewayServer(gateway)
+    await server.start(reuse_port=reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(_handler, settings.gateway_host, settings.gateway_port, process_request=_http):
-        log.info("listening", host=settings.gateway_host, port=settings.gateway_port)
-        await stop
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining")
+    await server.stop()
+    await gateway.close()
+    log.info("stopped")
 
 
 def main() -> None:
     try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(settings.log_level, settings.log_format)
+    children: list[subprocess.Popen[bytes]] = []
+    reuse_port = settings.gateway_processes > 1 or os.environ.get("GATEWAY_REUSE_PORT") == "1"
+    if settings.gateway_processes > 1:
+        if not settings.redis_url:
+            print("gateway: GATEWAY_PROCESSES > 1 needs REDIS_URL", file=sys.stderr)
+            raise SystemExit(2)
+        env = {**os.environ, "GATEWAY_PROCESSES": "1", "GATEWAY_REUSE_PORT": "1"}
+        children = [subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+                    for _ in range(settings.gateway_processes - 1)]
+    try:
         import uvloop
 
-        uvloop.run(_serve())
-    except ImportError:
-        asyncio.run(_serve())
+        uvloop.run(_serve(reuse_port))
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_port: int = 8765
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    gateway_processes: int = 1
+    gateway_max_frame_bytes: int = 64 * 1024
+    gateway_slow_consumer_bytes: int = 1024 * 1024
+    gateway_auth_timeout_s: float = 5.0
+    gateway_refresh_grace_s: float = 25.0
+    gateway_frames_per_second: int = 50
+    gateway_frame_burst: int = 100
+    gateway_ping_interval_s: float = 20.0
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "INFO"
@@ -47,6 +55,14 @@ _ENV: dict[str, tuple[str, type]] = {
     "GATEWAY_PORT": ("gateway_port", int),
     "API_HOST": ("api_host", str),
     "API_PORT": ("api_port", int),
+    "GATEWAY_PROCESSES": ("gateway_processes", int),
+    "GATEWAY_MAX_FRAME_BYTES": ("gateway_max_frame_bytes", int),
+    "GATEWAY_SLOW_CONSUMER_BYTES": ("gateway_slow_consumer_bytes", int),
+    "GATEWAY_AUTH_TIMEOUT": ("gateway_auth_timeout_s", float),
+    "GATEWAY_REFRESH_GRACE": ("gateway_refresh_grace_s", float),
+    "GATEWAY_FRAMES_PER_SECOND": ("gateway_frames_per_second", int),
+    "GATEWAY_FRAME_BURST": ("gateway_frame_burst", int),
+    "GATEWAY_PING_INTERVAL": ("gateway_ping_interval_s", float),
     "DB_POOL_MIN": ("db_pool_min", int),
     "DB_POOL_MAX": ("db_pool_max", int),
     "LOG_LEVEL": ("log_level", str),

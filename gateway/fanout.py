@@ -1,0 +1,291 @@
+"""Local fan-out: which sockets of this process are in which channel, and delivery to them.
+
+A server-to-client WebSocket frame is not masked, so a message's frame is built once and
+the same bytes are written to every recipient's transport. Sequenced channels deliver in
+`seq` order with no gap and no duplicate: out-of-order arrivals wait in a reorder buffer,
+and a gap that does not close quickly is filled from the database. A socket joining with
+`since` is caught up from history while live messages are held for it, then switched live.
+A socket whose write buffer passes the limit is closed as a slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from websockets.protocol import State
+
+from gateway.protocol import json_to_msgpack
+from kernel.logs import EventLog
+
+log = EventLog("gateway.fanout")
+
+CLOSE_SLOW_CONSUMER = 4008
+
+
+def ws_frame(payload: bytes, binary: bool) -> bytes:
+    """One unmasked, unfragmented server frame (RFC 6455 section 5.2) carrying `payload`."""
+    first = 0x82 if binary else 0x81
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
+
+
+class Client:
+    """One authenticated socket as fan-out sees it. `on_slow` is called once if it lags."""
+
+    __slots__ = ("__weakref__", "binary", "dead", "on_slow", "protocol", "transport", "user_id")
+
+    def __init__(self, transport: Any, protocol: Any, binary: bool, user_id: str,
+                 on_slow: Callable[[], None]) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.binary = binary
+        self.user_id = user_id
+        self.on_slow = on_slow
+        self.dead = False
+
+    def write_payload(self, payload_json: bytes, payload_msgpack: bytes | None = None) -> None:
+        """Write one message (given in JSON, re-encoded when this socket speaks msgpack)."""
+        if self.binary:
+            self.write_frame(ws_frame(payload_msgpack or json_to_msgpack(payload_json), True))
+        else:
+            self.write_frame(ws_frame(payload_json, False))
+
+    def write_frame(self, frame: bytes) -> None:
+        if self.dead or self.protocol.state is not State.OPEN:
+            return
+        self.transport.write(frame)
+
+
+class SequenceSource(Protocol):
+    """Where a sequenced channel's committed messages are read back from."""
+
+    async def last_seq(self, channel: str) -> int: ...
+    async def after(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+
+class _Room:
+    __slots__ = ("catching_up", "delivered", "gap_task", "json", "msgpack", "name", "pending",
+                 "ready", "sequenced")
+
+    def __init__(self, name: str, sequenced: bool) -> None:
+        self.name = name
+        self.sequenced = sequenced
+        self.json: dict[Client, None] = {}
+        self.msgpack: dict[Client, None] = {}
+        self.catching_up: dict[Client, list[tuple[int, bytes]]] = {}
+        self.delivered = 0
+        self.pending: dict[int, bytes] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.gap_task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.json) + len(self.msgpack) + len(self.catching_up)
+
+
+class Hub:
+    """This process's rooms. The bus calls `on_bus`; sessions call `join`, `leave`, `drop`."""
+
+    RESUME_LIMIT = 1000
+    GAP_WAIT_S = 0.25
+
+    def __init__(
+        self,
+        *,
+        subscribe: Callable[[str], Awaitable[None]],
+        unsubscribe: Callable[[str], Awaitable[None]],
+        source_for: Callable[[str], SequenceSource | None],
+        slow_limit_bytes: int = 1 << 20,
+        on_delivered: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._rooms: dict[str, _Room] = {}
+        self._subscribe = subscribe
+        self._unsubscribe = unsubscribe
+        self._source_for = source_for
+        self.slow_limit = slow_limit_bytes
+        self._on_delivered = on_delivered or (lambda _n, _t: None)
+
+    def members(self, channel: str) -> int:
+        room = self._rooms.get(channel)
+        return len(room) if room else 0
+
+    def rooms_of(self, client: Client) -> list[str]:
+        return [
+            name for name, room in self._rooms.items()
+            if client in room.json or client in room.msgpack or client in room.catching_up
+        ]
+
+    async def _room(self, channel: str) -> _Room:
+        room = self._rooms.get(channel)
+        if room is None:
+            source = self._source_for(channel)
+            room = self._rooms[channel] = _Room(channel, sequenced=source is not None)
+            try:
+                await self._subscribe(channel)
+                if source is not None:
+                    # Subscribed first, so nothing committed after this read is missed.
+                    room.delivered = await source.last_seq(channel)
+                    stale = [s for s in room.pending if s <= room.delivered]
+                    for s in stale:
+                        del room.pending[s]
+                room.ready.set_result(None)
+                self._drain_in_order(room)
+            except BaseException as exc:
+                self._rooms.pop(channel, None)
+                room.ready.set_exception(exc)
+                raise
+        else:
+            await asyncio.shield(room.ready)
+        return room
+
+    async def join(self, client: Client, channel: str, since: int | None) -> tuple[int, bool, int]:
+        """Add `client` to `channel`; replay what it missed after `since` first.
+
+        Returns (replayed, recovered, last_seq). When more than RESUME_LIMIT messages were
+        missed nothing is replayed and recovered is False: the client must page `history`.
+        The caller writes its ack right after this returns (before the next live message).
+        """
+        room = await self._room(channel)
+        if since is None or not room.sequenced:
+            self._add_live(room, client)
+            return 0, True, room.delivered
+        source = self._source_for(channel)
+        assert source is not None
+        room.catching_up[client] = []
+        try:
+            rows = await source.after(channel, since, self.RESUME_LIMIT + 1)
+        except BaseException:
+            room.catching_up.pop(client, None)
+            raise
+        held = room.catching_up.pop(client, None)
+        if held is None:  # dropped (closed, slow) while we were reading
+            return 0, False, room.delivered
+        recovered = len(rows) <= self.RESUME_LIMIT
+        last = since
+        replayed = 0
+        if recovered:
+            for seq, payload in rows:
+                client.write_payload(payload)
+                last = seq
+                replayed += 1
+        else:
+            last = room.delivered
+        for seq, payload in held:
+            if seq > last:
+                client.write_payload(payload)
+                last = seq
+        self._add_live(room, client)
+        return replayed, recovered, room.delivered
+
+    def _add_live(self, room: _Room, client: Client) -> None:
+        (room.msgpack if client.binary else room.json)[client] = None
+
+    async def leave(self, client: Client, channel: str) -> bool:
+        room = self._rooms.get(channel)
+        if room is None:
+            return False
+        found = (
+            room.json.pop(client, 0) is None
+            or room.msgpack.pop(client, 0) is None
+            or room.catching_up.pop(client, None) is not None
+        )
+        if not room:
+            await self._close_room(room)
+        return found
+
+    async def drop(self, client: Client) -> list[str]:
+        """Remove `client` from every room; returns the channels it was in."""
+        channels = self.rooms_of(client)
+        for channel in channels:
+            await self.leave(client, channel)
+        return channels
+
+    async def _close_room(self, room: _Room) -> None:
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+            if room.gap_task is not None:
+                room.gap_task.cancel()
+            await self._unsubscribe(room.name)
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    def on_bus(self, channel: str, seq: int, sent_at: float, payload: bytes) -> None:
+        room = self._rooms.get(channel)
+        if room is None:
+            return
+        if seq == 0 or not room.sequenced:
+            self._deliver(room, seq, payload, sent_at)
+            return
+        if not room.ready.done():
+            room.pending[seq] = payload
+            return
+        if seq <= room.delivered:
+            return
+        if seq == room.delivered + 1:
+            room.delivered = seq
+            self._deliver(room, seq, payload, sent_at)
+            self._drain_in_order(room)
+            return
+        room.pending[seq] = payload
+        if room.gap_task is None or room.gap_task.done():
+            room.gap_task = asyncio.create_task(self._fill_gap(room))
+
+    def _drain_in_order(self, room: _Room) -> None:
+        while room.pending:
+            payload = room.pending.pop(room.delivered + 1, None)
+            if payload is None:
+                break
+            room.delivered += 1
+            self._deliver(room, room.delivered, payload, time.time())
+
+    async def _fill_gap(self, room: _Room) -> None:
+        await asyncio.sleep(self.GAP_WAIT_S)  # the missing publish usually lands meanwhile
+        source = self._source_for(room.name)
+        while room.pending and source is not None and self._rooms.get(room.name) is room:
+            want = min(room.pending) - room.delivered - 1
+            if want <= 0:
+                self._drain_in_order(room)
+                continue
+            rows = await source.after(room.name, room.delivered, want)
+            if not rows:
+                log.warning("gap_unfilled", channel=room.name, after=room.delivered)
+                return
+            for seq, payload in rows:
+                if seq == room.delivered + 1:
+                    room.delivered = seq
+                    self._deliver(room, seq, payload, time.time())
+            self._drain_in_order(room)
+
+    def _deliver(self, room: _Room, seq: int, payload: bytes, sent_at: float) -> None:
+        slow: list[Client] = []
+        limit = self.slow_limit
+        if room.json:
+            frame = ws_frame(payload, False)
+            for client in room.json:
+                transport = client.transport
+                if client.protocol.state is State.OPEN:
+                    transport.write(frame)
+                    if transport.get_write_buffer_size() > limit:
+                        slow.append(client)
+        if room.msgpack:
+            frame = ws_frame(json_to_msgpack(payload), True)
+            for client in room.msgpack:
+                transport = client.transport
+                if client.protocol.state is State.OPEN:
+                    transport.write(frame)
+                    if transport.get_write_buffer_size() > limit:
+                        slow.append(client)
+        for held in room.catching_up.values():
+            held.append((seq, payload))
+        self._on_delivered(len(room.json) + len(room.msgpack), sent_at)
+        for client in slow:
+            if not client.dead:
+                client.dead = True
+                client.on_slow()

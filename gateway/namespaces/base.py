@@ -1,0 +1,128 @@
+"""What a namespace is to the gateway core: who may join, and where messages live.
+
+The core (connections, fan-out, rate limits, presence, resume) knows nothing of any realm;
+a namespace module answers for its realm. A namespace that stores chat messages also
+implements ChatStore; one without it is receive-only (e.g. `user:`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+import asyncpg
+import msgspec
+
+from gateway.fanout import SequenceSource
+from gateway.protocol import Message
+from kernel.errors import BadRequest, NotFound
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """The authenticated user of a socket."""
+
+    user_id: str
+    realm: str
+    user_type: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user_type == "admin"
+
+
+class Membership(msgspec.Struct, frozen=True):
+    """The outcome of an authorised join. `role` is member, owner, admin or self."""
+
+    channel: str
+    role: str
+    owner_id: str | None = None
+    rate_limit: int | None = None
+    max_members: int | None = None
+
+    @property
+    def privileged(self) -> bool:
+        return self.role in ("owner", "admin")
+
+
+class Committed(msgspec.Struct, frozen=True):
+    id: str
+    seq: int
+    created_at: str
+    duplicate: bool
+    payload: bytes
+
+
+class ChatStore(Protocol):
+    """Message storage of a chat namespace. Every method authorises against `membership`."""
+
+    async def append(self, principal: Principal, membership: Membership, text: str,
+                     type_: str, reply_to: uuid.UUID | None, client_id: str | None,
+                     attachment_url: str | None) -> Committed: ...
+    async def edit(self, principal: Principal, membership: Membership, message_id: uuid.UUID,
+                   text: str) -> Message: ...
+    async def delete(self, principal: Principal, membership: Membership,
+                     message_id: uuid.UUID, reason: str | None) -> Message: ...
+    async def pin(self, principal: Principal, membership: Membership, message_id: uuid.UUID,
+                  pinned: bool) -> Message: ...
+    async def flag(self, principal: Principal, membership: Membership, message_id: uuid.UUID,
+                   reason: str, description: str | None) -> None: ...
+    async def history(self, membership: Membership, before: int | None, after: int | None,
+                      limit: int) -> list[Message]: ...
+    async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int: ...
+
+
+class Namespace(Protocol):
+    name: str
+    realm: str
+    auto_join: bool
+    tracks_presence: bool
+
+    async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
+        """The membership for a join, or raise Forbidden / NotFound / BadRequest."""
+        ...
+
+    def sequence_source(self) -> SequenceSource | None: ...
+
+    def chat(self) -> ChatStore | None: ...
+
+    async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int
+                              ) -> None:
+        """Record (in the ledger's transaction) how many distinct users are live in `channel`."""
+        ...
+
+    def lock_sql(self) -> str | None:
+        """SQL locking the channel's domain row by key ($1), to serialise admissions."""
+        ...
+
+    def affected_by(self, notice: dict[str, str], membership: Membership) -> bool:
+        """Whether a membership-change notice (LISTEN sb_membership) concerns this membership."""
+        ...
+
+
+def parse_uuid(key: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        raise BadRequest(f"{what} {key!r} is not a UUID") from None
+
+
+class NamespaceRegistry:
+    """Namespaces by name; `resolve("community:<id>")` gives (namespace, key)."""
+
+    def __init__(self, namespaces: list[Namespace]) -> None:
+        self._by_name = {ns.name: ns for ns in namespaces}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_name.values())
+
+    def resolve(self, channel: str) -> tuple[Namespace, str]:
+        name, _, key = channel.partition(":")
+        namespace = self._by_name.get(name)
+        if namespace is None:
+            raise NotFound(f"no namespace {name!r} (known: {', '.join(sorted(self._by_name))})")
+        return namespace, key
+
+    def sequence_source(self, channel: str) -> SequenceSource | None:
+        name = channel.partition(":")[0]
+        namespace = self._by_name.get(name)
+        return namespace.sequence_source() if namespace else None

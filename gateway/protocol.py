@@ -1,0 +1,264 @@
+"""Wire protocol v1: every client and server frame as a msgspec Struct, and their codecs.
+
+Client frames are one tagged union on `op`, decoded in one call; lengths, patterns and
+ranges live in the types, so a bad frame fails in decode with a precise message before any
+handler runs. docs/protocol.md is the prose form of this module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from kernel.errors import BadRequest
+
+JSON_SUBPROTOCOL = "switchboard.v1.json"
+MSGPACK_SUBPROTOCOL = "switchboard.v1.msgpack"
+
+MAX_TEXT = 2000
+Ref = int | Annotated[str, Meta(max_length=64)] | None
+ChannelName = Annotated[
+    str, Meta(pattern=r"^[a-z][a-z.]{0,31}:[A-Za-z0-9-]{1,64}$", max_length=100)
+]
+MessageText = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
+MessageType = Literal["text", "image", "file", "system"]
+ClientId = Annotated[str, Meta(min_length=1, max_length=64)]
+Seq = Annotated[int, Meta(ge=0, le=2**53)]
+Token = Annotated[str, Meta(min_length=1, max_length=4096)]
+Reason = Annotated[str, Meta(max_length=500)]
+AttachmentUrl = Annotated[str, Meta(max_length=500, pattern=r"^https?://")]
+
+
+class ClientFrame(Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
+    ref: Ref = None
+
+
+class Auth(ClientFrame, tag="auth"):
+    token: Token
+
+
+class Refresh(ClientFrame, tag="refresh"):
+    token: Token
+
+
+class Join(ClientFrame, tag="join"):
+    channel: ChannelName
+    since: Seq | None = None
+
+
+class Leave(ClientFrame, tag="leave"):
+    channel: ChannelName
+
+
+class Send(ClientFrame, tag="send"):
+    channel: ChannelName
+    text: MessageText
+    type: MessageType = "text"
+    reply_to: uuid.UUID | None = None
+    client_id: ClientId | None = None
+    attachment_url: AttachmentUrl | None = None
+
+
+class Edit(ClientFrame, tag="edit"):
+    channel: ChannelName
+    id: uuid.UUID
+    text: MessageText
+
+
+class Delete(ClientFrame, tag="delete"):
+    channel: ChannelName
+    id: uuid.UUID
+    reason: Reason | None = None
+
+
+class Pin(ClientFrame, tag="pin"):
+    channel: ChannelName
+    id: uuid.UUID
+
+
+class Unpin(ClientFrame, tag="unpin"):
+    channel: ChannelName
+    id: uuid.UUID
+
+
+class Flag(ClientFrame, tag="flag"):
+    channel: ChannelName
+    id: uuid.UUID
+    reason: Annotated[str, Meta(min_length=1, max_length=100)]
+    description: Reason | None = None
+
+
+class Typing(ClientFrame, tag="typing"):
+    channel: ChannelName
+
+
+class Read(ClientFrame, tag="read"):
+    channel: ChannelName
+    seq: Seq
+
+
+class History(ClientFrame, tag="history"):
+    channel: ChannelName
+    before: Seq | None = None
+    after: Seq | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 50
+
+
+class Presence(ClientFrame, tag="presence"):
+    channel: ChannelName
+
+
+class Ping(ClientFrame, tag="ping"):
+    pass
+
+
+AnyClientFrame = (
+    Auth | Refresh | Join | Leave | Send | Edit | Delete | Pin | Unpin | Flag | Typing | Read
+    | History | Presence | Ping
+)
+CLIENT_OPS: tuple[str, ...] = (
+    "auth", "refresh", "join", "leave", "send", "edit", "delete", "pin", "unpin", "flag",
+    "typing", "read", "history", "presence", "ping",
+)
+
+
+# --- server -> client ---------------------------------------------------------------------
+
+
+class ServerFrame(Struct, tag_field="op", omit_defaults=True, kw_only=True):
+    pass
+
+
+class Welcome(ServerFrame, tag="welcome"):
+    session_id: str
+    user_id: str
+    realm: str
+    expires_at: int
+    server_time: int
+    max_frame_bytes: int
+    frames_per_second: int
+
+
+class Message(ServerFrame, tag="msg"):
+    channel: str
+    seq: int
+    id: str
+    user_id: str
+    text: str
+    type: str
+    created_at: str
+    reply_to: str | None = None
+    client_id: str | None = None
+    attachment_url: str | None = None
+    deleted: bool = False
+    pinned: bool = False
+    edited_at: str | None = None
+
+
+class Ok(ServerFrame, tag="ok"):
+    ref: Ref = None
+    channel: str | None = None
+    id: str | None = None
+    seq: int | None = None
+    created_at: str | None = None
+    duplicate: bool = False
+    role: str | None = None
+    last_seq: int | None = None
+    recovered: bool | None = None
+    replayed: int | None = None
+    messages: list[Message] | None = None
+    users: list[str] | None = None
+    expires_at: int | None = None
+    unread: int | None = None
+
+
+class Error(ServerFrame, tag="error"):
+    code: str
+    message: str
+    ref: Ref = None
+    retry_after_ms: int | None = None
+
+
+class Event(ServerFrame, tag="event"):
+    channel: str
+    kind: str
+    id: str | None = None
+    user_id: str | None = None
+    by: str | None = None
+    text: str | None = None
+    reason: str | None = None
+    seq: int | None = None
+    at: str | None = None
+    expires_in_ms: int | None = None
+
+
+class Notification(ServerFrame, tag="notification"):
+    channel: str
+    id: str
+    notification_type: str
+    title: str | None = None
+    message: str | None = None
+    action_url: str | None = None
+    priority: str | None = None
+    created_at: str | None = None
+
+
+class Pong(ServerFrame, tag="pong"):
+    ref: Ref = None
+    server_time: int | None = None
+
+
+AnyServerFrame = Welcome | Message | Ok | Error | Event | Notification | Pong
+
+
+class _RefProbe(Struct):
+    ref: Any = None
+
+
+_json_decoder = msgspec.json.Decoder(AnyClientFrame)
+_msgpack_decoder = msgspec.msgpack.Decoder(AnyClientFrame)
+_json_probe = msgspec.json.Decoder(_RefProbe)
+_msgpack_probe = msgspec.msgpack.Decoder(_RefProbe)
+json_encoder = msgspec.json.Encoder()
+msgpack_encoder = msgspec.msgpack.Encoder()
+_any_json = msgspec.json.Decoder()
+
+
+def _explain(exc: msgspec.DecodeError) -> str:
+    text = str(exc)
+    if "Invalid value" in text and "$.op" in text:
+        return "unknown op " + text.split("Invalid value ", 1)[1].split(" - ")[0]
+    if text.startswith("Object missing required field `op`"):
+        return "frame has no `op`"
+    return text
+
+
+def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
+    """Decode one client frame; raise BadRequest with a precise message (and the ref if any)."""
+    try:
+        if binary:
+            return _msgpack_decoder.decode(data)  # type: ignore[no-any-return]
+        return _json_decoder.decode(data)  # type: ignore[no-any-return]
+    except msgspec.DecodeError as exc:
+        ref: Any = None
+        try:
+            probe = (_msgpack_probe if binary else _json_probe).decode(data)
+            ref = probe.ref if isinstance(probe.ref, int | str) else None
+        except msgspec.DecodeError:
+            pass
+        error = BadRequest(_explain(exc))
+        error.details["ref"] = ref
+        raise error from None
+
+
+def encode(frame: ServerFrame, *, binary: bool) -> bytes:
+    """A server frame as the bytes of one WebSocket message in the connection's format."""
+    return msgpack_encoder.encode(frame) if binary else json_encoder.encode(frame)
+
+
+def json_to_msgpack(payload: bytes) -> bytes:
+    """Re-encode an already-encoded JSON server frame for msgpack clients (once per message)."""
+    return msgpack_encoder.encode(_any_json.decode(payload))

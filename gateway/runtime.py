@@ -1,0 +1,147 @@
+"""The gateway's services for one process, built from Settings and closed in reverse order:
+database pool, bus (Redis or in-process), rate limiter, namespaces, hub, presence, and the
+LISTEN connection that hears membership changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+
+from gateway.bus import Bus, LocalBus, RedisBus
+from gateway.fanout import Hub
+from gateway.metrics import GatewayMetrics
+from gateway.namespaces import NamespaceRegistry
+from gateway.namespaces.community import CommunityNamespace
+from gateway.namespaces.community_messages import CommunityMessages
+from gateway.namespaces.user import UserNamespace
+from gateway.presence import PresenceLedger
+from gateway.protocol import Event, json_encoder
+from gateway.ratelimit import ChatRateLimiter, MemoryChatRateLimiter, RedisChatRateLimiter
+from kernel.config import Settings
+from kernel.db import connect, create_pool
+from kernel.logs import EventLog
+
+if TYPE_CHECKING:
+    from gateway.session import Session
+
+log = EventLog("gateway")
+MEMBERSHIP_CHANNEL = "sb_membership"
+
+
+class Gateway:
+    """Everything a session needs. `await start()` before use, `await close()` after."""
+
+    pool: asyncpg.Pool
+    bus: Bus
+    chat_limiter: ChatRateLimiter
+    messages: CommunityMessages
+    namespaces: NamespaceRegistry
+    hub: Hub
+    presence: PresenceLedger
+
+    def __init__(self, settings: Settings, *, node_id: str | None = None) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.node_id = node_id
+        self.draining = False
+        self.sessions: dict[str, set[Session]] = defaultdict(set)
+        self._redis: aioredis.Redis | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await create_pool(s.database_url, min_size=s.db_pool_min,
+                                      max_size=max(s.db_pool_max, 4),
+                                      application_name="switchboard-gateway")
+        if s.redis_url:
+            self._redis = aioredis.from_url(s.redis_url)
+            self.bus = RedisBus(self._redis)
+            self.chat_limiter = RedisChatRateLimiter(self._redis)
+        else:
+            self.bus = LocalBus()
+            self.chat_limiter = MemoryChatRateLimiter()
+        self.messages = CommunityMessages(self.pool, self.bus.publish_many,
+                                          on_batch=self.metrics.batch_size.observe)
+        self.namespaces = NamespaceRegistry(
+            [CommunityNamespace(self.pool, self.messages), UserNamespace()])
+        self.hub = Hub(
+            subscribe=self.bus.subscribe,
+            unsubscribe=self.bus.unsubscribe,
+            source_for=self.namespaces.sequence_source,
+            slow_limit_bytes=s.gateway_slow_consumer_bytes,
+            on_delivered=lambda n, sent: self.metrics.delivered(n, sent, time.time()),
+        )
+        await self.bus.start(self.hub.on_bus)
+        self.presence = PresenceLedger(self.pool, self.node_id)
+        await self.presence.start(self._recount)
+        self._listener = await connect(s.database_url, application_name="switchboard-listen")
+        await self._listener.add_listener(MEMBERSHIP_CHANNEL, self._on_notice)
+        log.info("started", node=self.presence.node_id, bus=type(self.bus).__name__)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+        await self.messages.close()
+        await self.presence.close()
+        await self.bus.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.pool.close()
+
+    async def drain(self) -> None:
+        """Refuse new sends and wait until every accepted one is committed and acknowledged."""
+        self.draining = True
+        await self.messages.drain()
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def register(self, session: Session) -> None:
+        self.sessions[session.principal.user_id].add(session)
+        self.metrics.connections.inc()
+
+    def unregister(self, session: Session) -> None:
+        sessions = self.sessions.get(session.principal.user_id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self.sessions[session.principal.user_id]
+        self.metrics.connections.dec()
+
+    def announce(self, event: Event) -> None:
+        """Publish an unsequenced event to a channel, in the background."""
+        self._spawn(self.bus.publish(event.channel, 0, json_encoder.encode(event)))
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- membership changes -----------------------------------------------------------------------
+
+    def _on_notice(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            notice = msgspec.json.decode(payload, type=dict[str, str])
+        except msgspec.DecodeError:
+            log.error("bad_membership_notice", payload=payload[:200])
+            return
+        if notice.get("kind") == "subscription":
+            targets = list(self.sessions.get(notice.get("user_id", ""), ()))
+        else:
+            targets = [s for group in self.sessions.values() for s in group]
+        for session in targets:
+            self._spawn(session.recheck(notice))
+
+    async def _recount(self, channels: list[str]) -> None:
+        for channel in channels:
+            namespace, _ = self.namespaces.resolve(channel)
+            if namespace.tracks_presence:
+                await self.presence.recount(channel, namespace.members_changed)

@@ -1,0 +1,271 @@
+"""The socket layer: handshake, authentication, the read loop, token expiry, close codes.
+
+It reads a frame, hands it to the Session, writes the reply; nothing else. HTTP paths on
+the same port: /healthz and /metrics. Close codes (docs/protocol.md): 1001 going away,
+1008 policy violation, 1009 frame over the hard limit, 1011 internal error, 4001
+unauthorized, 4002 token expired, 4008 slow consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+from websockets.asyncio.server import Request, Response, Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+
+from gateway import protocol as p
+from gateway.fanout import CLOSE_SLOW_CONSUMER, Client
+from gateway.namespaces.base import Principal
+from gateway.ratelimit import FrameBudget
+from gateway.runtime import Gateway
+from gateway.session import Session
+from kernel.errors import BadRequest, SwitchboardError, TooLarge, Unauthorized
+from kernel.logs import EventLog
+from kernel.tokens import AccessClaims, verify_access_token
+
+log = EventLog("gateway.server")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_TOKEN_EXPIRED = 4002
+HARD_MAX_FRAME = 1 << 20
+STRIKES_BEFORE_CLOSE = 50
+
+_USER_SQL = {
+    "analyst": "SELECT user_type, is_active, deleted_at FROM analyst.users WHERE id = $1",
+}
+
+
+def _text(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> Response:
+    return Response(status, status.phrase, Headers({"Content-Type": content_type}), body)
+
+
+class GatewayServer:
+    """Serves one Gateway on a host and port until `stop` resolves, then drains."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self._server: Server | None = None
+
+    def _process_request(self, _conn: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            if self.gateway.draining:
+                return _text(HTTPStatus.SERVICE_UNAVAILABLE, b"draining\n")
+            return _text(HTTPStatus.OK, b"ok\n")
+        if path == "/metrics":
+            return _text(HTTPStatus.OK, self.gateway.metrics.render(),
+                         "text/plain; version=0.0.4")
+        if path not in ("/ws", "/"):
+            return _text(HTTPStatus.NOT_FOUND, b"not found: WebSockets are served at /ws\n")
+        return None
+
+    @staticmethod
+    def _select_subprotocol(_conn: ServerConnection, offered: object) -> str | None:
+        offered_list = list(offered)  # type: ignore[call-overload]
+        for name in (p.MSGPACK_SUBPROTOCOL, p.JSON_SUBPROTOCOL):
+            if name in offered_list:
+                return name
+        return None
+
+    async def start(self, *, reuse_port: bool = False) -> None:
+        s = self.settings
+        self._server = await serve(
+            self._handle,
+            s.gateway_host,
+            s.gateway_port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            compression=None,
+            max_size=HARD_MAX_FRAME,
+            ping_interval=s.gateway_ping_interval_s,
+            ping_timeout=s.gateway_ping_interval_s,
+            close_timeout=5,
+            reuse_port=reuse_port,
+        )
+        log.info("listening", host=s.gateway_host, port=s.gateway_port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Graceful shutdown: refuse new sends, commit and ack accepted ones, then close every
+        socket with 1001 (clients reconnect and resume with `since`)."""
+        await self.gateway.drain()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # --- one connection -------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        binary = ws.subprotocol == p.MSGPACK_SUBPROTOCOL
+        try:
+            claims = await self._authenticate(ws)
+            principal = await self._principal(claims)
+        except SwitchboardError as exc:
+            await self._refuse(ws, binary, exc)
+            return
+        except ConnectionClosed:
+            return
+        session_id = uuid.uuid4().hex
+        client = Client(ws.transport, ws.protocol, binary, principal.user_id,
+                        on_slow=lambda: self._close_slow(ws))
+        session = Session(self.gateway, principal, client, session_id, claims.exp)
+        self.gateway.register(session)
+        expiry = _ExpiryWatch(ws, session, self.settings.gateway_refresh_grace_s)
+        session.on_refresh.append(expiry.arm)
+        try:
+            s = self.settings
+            session.write(p.Welcome(
+                session_id=session_id, user_id=principal.user_id, realm=principal.realm,
+                expires_at=claims.exp, server_time=int(time.time() * 1000),
+                max_frame_bytes=s.gateway_max_frame_bytes,
+                frames_per_second=s.gateway_frames_per_second))
+            session.write(await session.join(f"user:{principal.user_id}", None))
+            expiry.arm()
+            await self._read_loop(ws, session)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("session_failed", session=session_id, user=principal.user_id)
+            await ws.close(CLOSE_INTERNAL, "internal error")
+        finally:
+            expiry.cancel()
+            self.gateway.unregister(session)
+            await session.close()
+
+    async def _authenticate(self, ws: ServerConnection) -> AccessClaims:
+        assert ws.request is not None
+        token = parse_qs(urlsplit(ws.request.path).query).get("token", [None])[0]
+        if token is None:
+            try:
+                data = await asyncio.wait_for(ws.recv(), self.settings.gateway_auth_timeout_s)
+            except TimeoutError:
+                raise Unauthorized(
+                    f"no `auth` frame within {self.settings.gateway_auth_timeout_s:g} s"
+                ) from None
+            try:
+                frame = p.decode_client_frame(data, binary=isinstance(data, bytes))
+            except BadRequest as exc:
+                raise Unauthorized(f"the first frame must be `auth` ({exc.message})") from None
+            if not isinstance(frame, p.Auth):
+                raise Unauthorized("the first frame must be `auth`")
+            token = frame.token
+        return verify_access_token(self.settings.secret, token)
+
+    async def _principal(self, claims: AccessClaims) -> Principal:
+        sql = _USER_SQL.get(claims.realm)
+        if sql is None:
+            raise Unauthorized(f"realm {claims.realm!r} is not served by this gateway")
+        try:
+            user_id = uuid.UUID(claims.sub)
+        except ValueError:
+            raise Unauthorized("token subject is not a user id") from None
+        try:
+            row = await self.gateway.pool.fetchrow(sql, user_id)
+        except asyncpg.PostgresError:
+            log.exception("user_lookup_failed", user=claims.sub)
+            raise
+        if row is None or row["deleted_at"] is not None:
+            raise Unauthorized("user does not exist")
+        if not row["is_active"]:
+            raise Unauthorized("user is not active")
+        return Principal(user_id=str(user_id), realm=claims.realm, user_type=row["user_type"])
+
+    async def _refuse(self, ws: ServerConnection, binary: bool, exc: SwitchboardError) -> None:
+        self.gateway.metrics.errors.labels(exc.code).inc()
+        payload = p.encode(p.Error(code=exc.code, message=exc.message), binary=binary)
+        try:
+            await ws.send(payload if binary else payload.decode())
+            await ws.close(CLOSE_UNAUTHORIZED, exc.message[:120])
+        except ConnectionClosed:
+            pass
+
+    async def _read_loop(self, ws: ServerConnection, session: Session) -> None:
+        s = self.settings
+        metrics = self.gateway.metrics
+        budget = FrameBudget(s.gateway_frames_per_second, s.gateway_frame_burst)
+        strikes = 0
+        async for data in ws:
+            ref: p.Ref = None
+            try:
+                size = len(data) if isinstance(data, bytes) else len(data.encode())
+                if size > s.gateway_max_frame_bytes:
+                    raise TooLarge(f"frame of {size} bytes is over the limit of "
+                                   f"{s.gateway_max_frame_bytes}")
+                wait_ms = budget.take()
+                if wait_ms:
+                    strikes += 1
+                    metrics.rate_limited.labels("frames").inc()
+                    if strikes > STRIKES_BEFORE_CLOSE:
+                        await ws.close(CLOSE_POLICY, "too many frames")
+                        return
+                    session.write(p.Error(
+                        code="rate_limited", retry_after_ms=wait_ms,
+                        message=f"over {s.gateway_frames_per_second} frames per second"))
+                    continue
+                strikes = 0
+                frame = p.decode_client_frame(data, binary=isinstance(data, bytes))
+                ref = frame.ref
+                metrics.frames_in.labels(type(frame).__name__.lower()).inc()
+                reply = await session.handle(frame)
+            except SwitchboardError as exc:
+                metrics.errors.labels(exc.code).inc()
+                reply = p.Error(code=exc.code, message=exc.message,
+                                ref=ref if ref is not None else exc.details.get("ref"),
+                                retry_after_ms=exc.details.get("retry_after_ms"))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.error("frame_failed", session=session.session_id, error=repr(exc))
+                metrics.errors.labels("unavailable").inc()
+                reply = p.Error(code="unavailable", message="storage is unavailable; retry",
+                                ref=ref)
+            if reply is not None:
+                session.write(reply)
+
+    def _close_slow(self, ws: ServerConnection) -> None:
+        self.gateway.metrics.slow_consumers.inc()
+        log.info("slow_consumer", remote=str(ws.remote_address))
+        asyncio.get_running_loop().create_task(
+            ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: resume with since"))
+
+
+class _ExpiryWatch:
+    """Warns the user stream when the token expires; closes 4002 if no refresh in the grace."""
+
+    def __init__(self, ws: ServerConnection, session: Session, grace_s: float) -> None:
+        self._ws = ws
+        self._session = session
+        self._grace_s = grace_s
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        self.cancel()
+        delay = max(0.0, self._session.expires_at - time.time())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._session.write(p.Event(channel=f"user:{self._session.principal.user_id}",
+                                    kind="token_expired",
+                                    expires_in_ms=int(self._grace_s * 1000)))
+        self._timer = asyncio.get_running_loop().call_later(self._grace_s, self._close)
+
+    def _close(self) -> None:
+        asyncio.get_running_loop().create_task(
+            self._ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

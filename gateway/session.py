@@ -1,0 +1,253 @@
+"""One authenticated socket's session: what each client frame means and what to answer.
+
+`handle(frame)` authorises and performs one decoded frame and returns the reply to write
+(or None); it raises a SwitchboardError for a refusal, which the socket layer turns into an
+`error` frame echoing the ref. The socket layer only reads, calls and writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway import protocol as p
+from gateway.fanout import Client, ws_frame
+from gateway.namespaces.base import ChatStore, Membership, Namespace, Principal
+from kernel.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    SwitchboardError,
+    Unauthorized,
+    Unavailable,
+)
+from kernel.logs import EventLog
+from kernel.tokens import verify_access_token
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
+
+log = EventLog("gateway.session")
+
+MAX_CHANNELS_PER_SOCKET = 100
+TYPING_EVERY_S = 1.0
+TYPING_TTL_MS = 5000
+
+
+class Session:
+    """State of one socket: who it is, what it joined, until when its token is good."""
+
+    def __init__(self, gateway: Gateway, principal: Principal, client: Client,
+                 session_id: str, expires_at: int) -> None:
+        self.gateway = gateway
+        self.principal = principal
+        self.client = client
+        self.session_id = session_id
+        self.expires_at = expires_at
+        self.joined: dict[str, Membership] = {}
+        self._typing_at: dict[str, float] = {}
+        self.on_refresh: list[Callable[[], None]] = []
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    async def handle(self, frame: p.AnyClientFrame) -> p.ServerFrame | None:
+        """Perform `frame`; return the reply to write at once (None: no reply is due)."""
+        match frame:
+            case p.Ping():
+                return p.Pong(ref=frame.ref, server_time=int(time.time() * 1000))
+            case p.Join():
+                return await self.join(frame.channel, frame.since, frame.ref)
+            case p.Leave():
+                await self.leave(frame.channel, reason=None)
+                return p.Ok(ref=frame.ref, channel=frame.channel)
+            case p.Send():
+                return await self._send(frame)
+            case p.Edit():
+                m = await self._chat(frame.channel).edit(
+                    self.principal, self._member(frame.channel), frame.id, frame.text)
+                return p.Ok(ref=frame.ref, channel=frame.channel, id=m.id, seq=m.seq)
+            case p.Delete():
+                m = await self._chat(frame.channel).delete(
+                    self.principal, self._member(frame.channel), frame.id, frame.reason)
+                return p.Ok(ref=frame.ref, channel=frame.channel, id=m.id, seq=m.seq)
+            case p.Pin() | p.Unpin():
+                m = await self._chat(frame.channel).pin(
+                    self.principal, self._member(frame.channel), frame.id,
+                    isinstance(frame, p.Pin))
+                return p.Ok(ref=frame.ref, channel=frame.channel, id=m.id, seq=m.seq)
+            case p.Flag():
+                await self._chat(frame.channel).flag(
+                    self.principal, self._member(frame.channel), frame.id, frame.reason,
+                    frame.description)
+                return p.Ok(ref=frame.ref, channel=frame.channel, id=str(frame.id))
+            case p.Typing():
+                self._typing(frame.channel)
+                return p.Ok(ref=frame.ref, channel=frame.channel) if frame.ref is not None else None
+            case p.Read():
+                stored = await self._chat(frame.channel).mark_read(
+                    self.principal, self._member(frame.channel), frame.seq)
+                return p.Ok(ref=frame.ref, channel=frame.channel, seq=stored)
+            case p.History():
+                messages = await self._chat(frame.channel).history(
+                    self._member(frame.channel), frame.before, frame.after, frame.limit)
+                return p.Ok(ref=frame.ref, channel=frame.channel, messages=messages)
+            case p.Presence():
+                self._member(frame.channel)
+                users = await self.gateway.presence.who(frame.channel)
+                return p.Ok(ref=frame.ref, channel=frame.channel, users=users)
+            case p.Refresh():
+                self.refresh(frame.token)
+                return p.Ok(ref=frame.ref, expires_at=self.expires_at)
+            case p.Auth():
+                raise BadRequest("already authenticated; use `refresh` to present a new token")
+        raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
+
+    # --- membership ---------------------------------------------------------------------------
+
+    def _member(self, channel: str) -> Membership:
+        membership = self.joined.get(channel)
+        if membership is None:
+            raise Forbidden(f"join {channel} first")
+        return membership
+
+    def _namespace(self, channel: str) -> tuple[Namespace, str]:
+        return self.gateway.namespaces.resolve(channel)
+
+    def _chat(self, channel: str) -> ChatStore:
+        namespace, _ = self._namespace(channel)
+        chat = namespace.chat()
+        if chat is None:
+            raise Forbidden(f"{namespace.name}: channels are receive-only")
+        return chat
+
+    async def join(self, channel: str, since: int | None, ref: p.Ref = None) -> p.Ok:
+        """Authorise, count in, subscribe and catch up; the returned ack must be written next."""
+        if channel in self.joined:
+            membership = self.joined[channel]
+            return p.Ok(ref=ref, channel=channel, role=membership.role)
+        if len(self.joined) >= MAX_CHANNELS_PER_SOCKET:
+            raise BadRequest(f"a socket may join at most {MAX_CHANNELS_PER_SOCKET} channels")
+        if self.gateway.draining:
+            raise Unavailable("server is shutting down; reconnect")
+        namespace, key = self._namespace(channel)
+        membership = await namespace.authorize(self.principal, channel, key)
+        if namespace.tracks_presence:
+            await self.gateway.presence.enter(
+                channel, self.principal.user_id, cap=membership.max_members,
+                lock_sql=namespace.lock_sql(), lock_arg=key, on_count=namespace.members_changed)
+        try:
+            replayed, recovered, last_seq = await self.gateway.hub.join(self.client, channel, since)
+        except BaseException:
+            if namespace.tracks_presence:
+                await self.gateway.presence.leave(
+                    channel, self.principal.user_id, lock_sql=namespace.lock_sql(),
+                    lock_arg=key, on_count=namespace.members_changed)
+            raise
+        self.joined[channel] = membership
+        self.gateway.metrics.joins.labels(namespace.name).inc()
+        if namespace.tracks_presence:
+            self.gateway.announce(p.Event(channel=channel, kind="joined",
+                                          user_id=self.principal.user_id))
+        return p.Ok(ref=ref, channel=channel, role=membership.role, last_seq=last_seq,
+                    replayed=replayed if since is not None else None,
+                    recovered=recovered if since is not None else None)
+
+    async def leave(self, channel: str, *, reason: str | None) -> None:
+        """Leave `channel`; with a `reason` the user is told it was removed."""
+        membership = self.joined.pop(channel, None)
+        if membership is None:
+            raise NotFound(f"not joined to {channel}")
+        namespace, key = self._namespace(channel)
+        if membership.role == "self" and reason is None:
+            self.joined[channel] = membership
+            raise BadRequest("the user stream cannot be left")
+        await self.gateway.hub.leave(self.client, channel)
+        if reason is not None:
+            self.write(p.Event(channel=channel, kind="removed", reason=reason))
+        if namespace.tracks_presence:
+            await self.gateway.presence.leave(
+                channel, self.principal.user_id, lock_sql=namespace.lock_sql(), lock_arg=key,
+                on_count=namespace.members_changed)
+            self.gateway.announce(p.Event(channel=channel, kind="left",
+                                          user_id=self.principal.user_id))
+
+    async def recheck(self, notice: dict[str, str]) -> None:
+        """A membership-relevant change happened: drop every channel no longer allowed."""
+        for channel, membership in list(self.joined.items()):
+            namespace, key = self._namespace(channel)
+            if not namespace.affected_by(notice, membership):
+                continue
+            try:
+                await namespace.authorize(self.principal, channel, key)
+            except SwitchboardError as refusal:
+                log.info("membership_revoked", user=self.principal.user_id, channel=channel,
+                         reason=refusal.message)
+                if channel in self.joined:
+                    await self.leave(channel, reason=refusal.message)
+
+    async def close(self) -> None:
+        """The socket is gone: leave everything (counts and presence follow)."""
+        await self.gateway.hub.drop(self.client)
+        for channel in list(self.joined):
+            namespace, key = self._namespace(channel)
+            self.joined.pop(channel, None)
+            if namespace.tracks_presence:
+                try:
+                    await self.gateway.presence.leave(
+                        channel, self.principal.user_id, lock_sql=namespace.lock_sql(),
+                        lock_arg=key, on_count=namespace.members_changed)
+                except Exception:  # noqa: BLE001 - the node sweep repairs what this misses
+                    log.exception("presence_leave_failed", channel=channel)
+                self.gateway.announce(p.Event(channel=channel, kind="left",
+                                              user_id=self.principal.user_id))
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def _send(self, frame: p.Send) -> p.Ok:
+        membership = self._member(frame.channel)
+        chat = self._chat(frame.channel)
+        if self.gateway.draining:
+            raise Unavailable("server is shutting down; reconnect and resend with client_id")
+        if membership.rate_limit is not None:
+            verdict = await self.gateway.chat_limiter.hit(
+                self.principal.user_id, frame.channel.partition(":")[2], membership.rate_limit)
+            if not verdict.allowed:
+                self.gateway.metrics.rate_limited.labels("chat").inc()
+                raise RateLimited(
+                    f"at most {membership.rate_limit} messages per minute in this channel",
+                    retry_after_ms=verdict.retry_after_ms)
+        committed = await chat.append(self.principal, membership, frame.text, frame.type,
+                                      frame.reply_to, frame.client_id, frame.attachment_url)
+        self.gateway.metrics.messages_in.inc()
+        return p.Ok(ref=frame.ref, channel=frame.channel, id=committed.id, seq=committed.seq,
+                    created_at=committed.created_at, duplicate=committed.duplicate)
+
+    def _typing(self, channel: str) -> None:
+        self._member(channel)
+        self._chat(channel)
+        now = time.monotonic()
+        if now - self._typing_at.get(channel, 0.0) < TYPING_EVERY_S:
+            return
+        self._typing_at[channel] = now
+        self.gateway.announce(p.Event(channel=channel, kind="typing",
+                                      user_id=self.principal.user_id,
+                                      expires_in_ms=TYPING_TTL_MS))
+
+    # --- token --------------------------------------------------------------------------------
+
+    def refresh(self, token: str) -> None:
+        """Accept a fresh token for the same user and realm; the socket layer re-arms expiry."""
+        claims = verify_access_token(self.gateway.settings.secret, token)
+        if claims.sub != self.principal.user_id or claims.realm != self.principal.realm:
+            raise Unauthorized("refresh token belongs to another user or realm")
+        self.expires_at = claims.exp
+        for callback in self.on_refresh:
+            callback()
+
+    def write(self, frame: p.ServerFrame) -> None:
+        payload = p.encode(frame, binary=self.client.binary)
+        self.client.write_frame(ws_frame(payload, self.client.binary))
+        self.gateway.metrics.frames_out.inc()
+

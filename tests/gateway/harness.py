@@ -1,0 +1,133 @@
+"""Test harness: real gateway processes on loopback and a small WebSocket client for them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+
+from kernel.tokens import sign_access_token
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+Frame = dict[str, Any]
+
+
+class GatewayProcess:
+    """`python -m gateway` started on a free port; `ready()` waits for its listening line."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.port = int(env["GATEWAY_PORT"])
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", cwd=ROOT, env=self.env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        assert self.proc.stderr is not None
+        while True:
+            line = await asyncio.wait_for(self.proc.stderr.readline(), 30)
+            if not line:
+                raise RuntimeError("gateway exited before listening:\n" + "".join(self.log))
+            self.log.append(line.decode())
+            if "event=listening" in self.log[-1]:
+                break
+        self._drain = asyncio.create_task(self._keep_reading())
+
+    async def _keep_reading(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.log.append(line.decode())
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), 30)
+        if self._drain is not None:
+            await asyncio.wait_for(self._drain, 5)
+        return code
+
+
+class WsClient:
+    """A real websockets client speaking the JSON protocol, with awaited expectations."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.inbox: list[Frame] = []  # received, not yet taken by expect()
+        self._ref = 0
+
+    @classmethod
+    async def open(cls, url: str, token: str | None = None, **kwargs: Any) -> WsClient:
+        target = f"{url}?token={token}" if token else url
+        return cls(await connect(target, compression=None, **kwargs))
+
+    async def send(self, op: str, **fields: Any) -> int:
+        self._ref += 1
+        await self.ws.send(msgspec.json.encode({"op": op, "ref": self._ref, **fields}).decode())
+        return self._ref
+
+    async def raw(self, data: str | bytes) -> None:
+        await self.ws.send(data)
+
+    async def _receive(self) -> Frame:
+        data = await self.ws.recv()
+        frame: Frame = msgspec.json.decode(data)
+        return frame
+
+    async def expect(self, match: Callable[[Frame], bool] | str, timeout: float = 10) -> Frame:
+        """The first unconsumed frame that matches (an op name or a predicate), waiting for it.
+
+        Frames that do not match stay in the inbox for later expectations.
+        """
+        test = (lambda f: f.get("op") == match) if isinstance(match, str) else match
+        for i, frame in enumerate(self.inbox):
+            if test(frame):
+                return self.inbox.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self._receive()
+                if test(frame):
+                    return frame
+                self.inbox.append(frame)
+
+    def take_all(self, match: Callable[[Frame], bool] | str) -> list[Frame]:
+        """Remove and return every frame already received that matches."""
+        test = (lambda f: f.get("op") == match) if isinstance(match, str) else match
+        taken = [f for f in self.inbox if test(f)]
+        self.inbox = [f for f in self.inbox if not test(f)]
+        return taken
+
+    async def reply(self, ref: int, timeout: float = 10) -> Frame:
+        """The ok/error/pong answering `ref`."""
+        return await self.expect(
+            lambda f: f.get("ref") == ref and f.get("op") in ("ok", "error", "pong"), timeout)
+
+    async def call(self, op: str, **fields: Any) -> Frame:
+        return await self.reply(await self.send(op, **fields))
+
+    async def ok(self, op: str, **fields: Any) -> Frame:
+        frame = await self.call(op, **fields)
+        assert frame["op"] == "ok", frame
+        return frame
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def token_for(secret: str, user_id: uuid.UUID | str, ttl: int = 600, realm: str = "analyst"
+              ) -> str:
+    return sign_access_token(secret, str(user_id), realm, ttl)
