@@ -63,46 +63,66 @@ class GatewayProcess:
 
 
 class WsClient:
-    """A real websockets client speaking the JSON protocol, with awaited expectations."""
+    """A real websockets client speaking the JSON protocol, with awaited expectations.
 
-    def __init__(self, ws: ClientConnection) -> None:
+    A background task reads every frame into an inbox; `expect` takes the first matching
+    frame from it (waiting for one), so several coroutines may expect at once.
+    """
+
+    def __init__(self, ws: ClientConnection, binary: bool = False) -> None:
         self.ws = ws
+        self.binary = binary
         self.inbox: list[Frame] = []  # received, not yet taken by expect()
         self._ref = 0
+        self._arrived = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
 
     @classmethod
     async def open(cls, url: str, token: str | None = None, **kwargs: Any) -> WsClient:
         target = f"{url}?token={token}" if token else url
-        return cls(await connect(target, compression=None, **kwargs))
+        ws = await connect(target, compression=None, **kwargs)
+        return cls(ws, binary=ws.subprotocol == "switchboard.v1.msgpack")
+
+    async def _read(self) -> None:
+        try:
+            async for data in self.ws:
+                frame: Frame = (msgspec.msgpack.decode(data) if isinstance(data, bytes)
+                                else msgspec.json.decode(data))
+                async with self._arrived:
+                    self.inbox.append(frame)
+                    self._arrived.notify_all()
+        finally:
+            async with self._arrived:
+                self._arrived.notify_all()
 
     async def send(self, op: str, **fields: Any) -> int:
         self._ref += 1
-        await self.ws.send(msgspec.json.encode({"op": op, "ref": self._ref, **fields}).decode())
+        frame = {"op": op, "ref": self._ref, **fields}
+        if self.binary:
+            await self.ws.send(msgspec.msgpack.encode(frame))
+        else:
+            await self.ws.send(msgspec.json.encode(frame).decode())
         return self._ref
 
     async def raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 
-    async def _receive(self) -> Frame:
-        data = await self.ws.recv()
-        frame: Frame = msgspec.json.decode(data)
-        return frame
-
     async def expect(self, match: Callable[[Frame], bool] | str, timeout: float = 10) -> Frame:
         """The first unconsumed frame that matches (an op name or a predicate), waiting for it.
 
-        Frames that do not match stay in the inbox for later expectations.
+        Frames that do not match stay in the inbox for later expectations. Raises
+        ConnectionError if the socket closes first, TimeoutError after `timeout` seconds.
         """
         test = (lambda f: f.get("op") == match) if isinstance(match, str) else match
-        for i, frame in enumerate(self.inbox):
-            if test(frame):
-                return self.inbox.pop(i)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout), self._arrived:
             while True:
-                frame = await self._receive()
-                if test(frame):
-                    return frame
-                self.inbox.append(frame)
+                for i, frame in enumerate(self.inbox):
+                    if test(frame):
+                        return self.inbox.pop(i)
+                if self._reader.done():
+                    raise ConnectionError(f"socket closed ({self.ws.close_code}) while "
+                                          f"expecting {match!r}; inbox: {self.inbox[-5:]}")
+                await self._arrived.wait()
 
     def take_all(self, match: Callable[[Frame], bool] | str) -> list[Frame]:
         """Remove and return every frame already received that matches."""
@@ -124,8 +144,14 @@ class WsClient:
         assert frame["op"] == "ok", frame
         return frame
 
+    async def closed(self, timeout: float = 10) -> int | None:
+        """Wait for the server to close the socket; returns the close code."""
+        await asyncio.wait_for(self.ws.wait_closed(), timeout)
+        return self.ws.close_code
+
     async def close(self) -> None:
         await self.ws.close()
+        await self._reader
 
 
 def token_for(secret: str, user_id: uuid.UUID | str, ttl: int = 600, realm: str = "analyst"
