@@ -12,3 +12,7 @@ lint:
 
 clean:
 	@bash -c 'source scripts/lib.sh && stop_private_postgres pg; stop_private_postgres pg-test; rm -rf var'
+
+# Benchmarks (not tests): figures go to loadtests/results/ and docs/benchmarks.md.
+bench:
+	@bash scripts/bench.sh

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -37,7 +38,15 @@ async def _serve(reuse_port: bool) -> None:
     log.info("stopped")
 
 
+def _raise_open_file_limit() -> None:
+    """Each socket is a file descriptor: allow as many as the hard limit permits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
+    _raise_open_file_limit()
     try:
         settings = load_settings()
     except ConfigError as exc:

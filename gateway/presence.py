@@ -36,7 +36,7 @@ _COUNT_OTHERS = """
 SELECT count(DISTINCT lm.user_id)
   FROM gateway.live_members lm JOIN gateway.nodes n USING (node_id)
  WHERE lm.channel = $1 AND n.heartbeat_at > now() - make_interval(secs => $2)
-   AND lm.user_id <> $3::uuid
+   AND lm.user_id <> $3::uuid AND lm.counted
 """
 
 
@@ -88,17 +88,19 @@ class PresenceLedger:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self.pool.execute("DELETE FROM gateway.nodes WHERE node_id = $1", self.node_id)
 
-    async def enter(self, channel: str, user_id: str, *, cap: int | None,
-                    lock_sql: str | None, lock_arg: object, on_count: CountHook) -> None:
+    async def enter(self, channel: str, user_id: str, *, cap: int | None, counted: bool,
+                    lock_sql: str | None, lock_arg: object, on_count: CountHook) -> bool:
         """Count a socket of `user_id` in; raise Forbidden when the channel is at `cap`.
 
-        `lock_sql` locks the channel's domain row (serialising admissions across nodes).
+        Only `counted` members take a place under the cap. `lock_sql` locks the channel's
+        domain row (serialising admissions across nodes). Returns True for the user's first
+        socket in the channel on this node.
         """
         key = (channel, user_id)
         async with self._lock_for(key):
             if self._local[key] > 0:
                 self._local[key] += 1
-                return
+                return False
             async with self.pool.acquire() as conn, conn.transaction():
                 if lock_sql:
                     await conn.execute(lock_sql, lock_arg)
@@ -107,20 +109,23 @@ class PresenceLedger:
                     if present >= cap:
                         raise Forbidden(f"channel is full ({cap} members)")
                 await conn.execute(
-                    "INSERT INTO gateway.live_members (channel, user_id, node_id)"
-                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", channel, user_id, self.node_id)
+                    "INSERT INTO gateway.live_members (channel, user_id, node_id, counted)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    channel, user_id, self.node_id, counted)
                 await on_count(conn, channel, await conn.fetchval(_COUNT, channel, NODE_TTL_S))
             self._local[key] = 1
+            return True
 
     async def leave(self, channel: str, user_id: str, *, lock_sql: str | None,
-                    lock_arg: object, on_count: CountHook) -> None:
+                    lock_arg: object, on_count: CountHook) -> bool:
+        """Count a socket out; True when it was the user's last one here on this node."""
         key = (channel, user_id)
         async with self._lock_for(key):
             if self._local[key] <= 0:
-                return
+                return False
             self._local[key] -= 1
             if self._local[key] > 0:
-                return
+                return False
             del self._local[key]
             async with self.pool.acquire() as conn, conn.transaction():
                 if lock_sql:
@@ -133,6 +138,7 @@ class PresenceLedger:
         lock = self._locks.get(key)
         if lock is not None and not lock.locked() and self._local.get(key, 0) == 0:
             del self._locks[key]
+        return True
 
     async def recount(self, channel: str, on_count: CountHook) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

@@ -236,6 +236,16 @@ def _explain(exc: msgspec.DecodeError) -> str:
     return text
 
 
+def probe_ref(data: bytes | str, *, binary: bool) -> Ref:
+    """The `ref` of a frame that will not be decoded in full (too large, malformed), if any."""
+    try:
+        probe = (_msgpack_probe if binary else _json_probe).decode(data)
+    except msgspec.DecodeError:
+        return None
+    ref = probe.ref
+    return ref if isinstance(ref, int) or (isinstance(ref, str) and len(ref) <= 64) else None
+
+
 def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
     """Decode one client frame; raise BadRequest with a precise message (and the ref if any)."""
     try:
@@ -243,14 +253,8 @@ def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
             return _msgpack_decoder.decode(data)  # type: ignore[no-any-return]
         return _json_decoder.decode(data)  # type: ignore[no-any-return]
     except msgspec.DecodeError as exc:
-        ref: Any = None
-        try:
-            probe = (_msgpack_probe if binary else _json_probe).decode(data)
-            ref = probe.ref if isinstance(probe.ref, int | str) else None
-        except msgspec.DecodeError:
-            pass
         error = BadRequest(_explain(exc))
-        error.details["ref"] = ref
+        error.details["ref"] = probe_ref(data, binary=binary)
         raise error from None
 
 

@@ -9,33 +9,31 @@ holds across gateway processes, or in process memory when there is no REDIS_URL.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import deque
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
 WINDOW_MS = 60_000
 
 
-class Verdict(tuple[bool, int]):
-    """(allowed, retry_after_ms); retry_after_ms is 0 when allowed."""
-
-    @property
-    def allowed(self) -> bool:
-        return self[0]
-
-    @property
-    def retry_after_ms(self) -> int:
-        return self[1]
+class Verdict(NamedTuple):
+    allowed: bool
+    retry_after_ms: int  # 0 when allowed
+    token: str = ""  # names the recorded send, for release()
 
 
 class ChatRateLimiter(Protocol):
     async def hit(self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
                   ) -> Verdict:
-        """Record a send if allowed; after an allowed hit the message must be sent."""
+        """Record a send if allowed. If that send then stores nothing (refused, or a
+        duplicate), call release() with the verdict's token so the count matches the table."""
         ...
+
+    async def release(self, user_id: str, channel_id: str, token: str) -> None: ...
 
 
 def _now_ms() -> int:
@@ -56,8 +54,14 @@ class MemoryChatRateLimiter:
             log.popleft()
         if len(log) < limit:
             log.append(now)
-            return Verdict((True, 0))
-        return Verdict((False, log[0] + WINDOW_MS - now + 1))
+            return Verdict(True, 0, str(now))
+        return Verdict(False, log[0] + WINDOW_MS - now + 1)
+
+    async def release(self, user_id: str, channel_id: str, token: str) -> None:
+        log = self._log.get((user_id, channel_id))
+        if log is not None and token:
+            with contextlib.suppress(ValueError):
+                log.remove(int(token))
 
 
 _HIT = """
@@ -77,16 +81,20 @@ class RedisChatRateLimiter:
     """The same log in Redis, so every gateway process counts the same sends."""
 
     def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
         self._script = client.register_script(_HIT)
 
     async def hit(self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
                   ) -> Verdict:
         now = _now_ms() if now_ms is None else now_ms
+        token = f"{now}-{uuid.uuid4().hex[:8]}"
         allowed, retry = await self._script(
-            keys=[f"sb:rl:{user_id}:{channel_id}"],
-            args=[now, WINDOW_MS, limit, f"{now}-{uuid.uuid4().hex[:8]}"],
-        )
-        return Verdict((bool(allowed), int(retry)))
+            keys=[f"sb:rl:{user_id}:{channel_id}"], args=[now, WINDOW_MS, limit, token])
+        return Verdict(bool(allowed), int(retry), token if allowed else "")
+
+    async def release(self, user_id: str, channel_id: str, token: str) -> None:
+        if token:
+            await self._client.zrem(f"sb:rl:{user_id}:{channel_id}", token)
 
 
 class FrameBudget:

@@ -142,6 +142,6 @@ class Gateway:
 
     async def _recount(self, channels: list[str]) -> None:
         for channel in channels:
-            namespace, _ = self.namespaces.resolve(channel)
+            namespace, _, _ = self.namespaces.resolve(channel)
             if namespace.tracks_presence:
                 await self.presence.recount(channel, namespace.members_changed)

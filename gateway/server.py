@@ -91,6 +91,7 @@ class GatewayServer:
             ping_timeout=s.gateway_ping_interval_s,
             close_timeout=5,
             reuse_port=reuse_port,
+            backlog=4096,
         )
         log.info("listening", host=s.gateway_host, port=s.gateway_port)
 
@@ -203,6 +204,7 @@ class GatewayServer:
             try:
                 size = len(data) if isinstance(data, bytes) else len(data.encode())
                 if size > s.gateway_max_frame_bytes:
+                    ref = p.probe_ref(data, binary=isinstance(data, bytes))
                     raise TooLarge(f"frame of {size} bytes is over the limit of "
                                    f"{s.gateway_max_frame_bytes}")
                 wait_ms = budget.take()
@@ -214,6 +216,7 @@ class GatewayServer:
                         return
                     session.write(p.Error(
                         code="rate_limited", retry_after_ms=wait_ms,
+                        ref=p.probe_ref(data, binary=isinstance(data, bytes)),
                         message=f"over {s.gateway_frames_per_second} frames per second"))
                     continue
                 strikes = 0

@@ -54,54 +54,55 @@ class Session:
 
     async def handle(self, frame: p.AnyClientFrame) -> p.ServerFrame | None:
         """Perform `frame`; return the reply to write at once (None: no reply is due)."""
+        ref = frame.ref
         match frame:
             case p.Ping():
-                return p.Pong(ref=frame.ref, server_time=int(time.time() * 1000))
-            case p.Join():
-                return await self.join(frame.channel, frame.since, frame.ref)
-            case p.Leave():
-                await self.leave(frame.channel, reason=None)
-                return p.Ok(ref=frame.ref, channel=frame.channel)
-            case p.Send():
-                return await self._send(frame)
-            case p.Edit():
-                m = await self._chat(frame.channel).edit(
-                    self.principal, self._member(frame.channel), frame.id, frame.text)
-                return p.Ok(ref=frame.ref, channel=frame.channel, id=m.id, seq=m.seq)
-            case p.Delete():
-                m = await self._chat(frame.channel).delete(
-                    self.principal, self._member(frame.channel), frame.id, frame.reason)
-                return p.Ok(ref=frame.ref, channel=frame.channel, id=m.id, seq=m.seq)
-            case p.Pin() | p.Unpin():
-                m = await self._chat(frame.channel).pin(
-                    self.principal, self._member(frame.channel), frame.id,
-                    isinstance(frame, p.Pin))
-                return p.Ok(ref=frame.ref, channel=frame.channel, id=m.id, seq=m.seq)
-            case p.Flag():
-                await self._chat(frame.channel).flag(
-                    self.principal, self._member(frame.channel), frame.id, frame.reason,
-                    frame.description)
-                return p.Ok(ref=frame.ref, channel=frame.channel, id=str(frame.id))
-            case p.Typing():
-                self._typing(frame.channel)
-                return p.Ok(ref=frame.ref, channel=frame.channel) if frame.ref is not None else None
-            case p.Read():
-                stored = await self._chat(frame.channel).mark_read(
-                    self.principal, self._member(frame.channel), frame.seq)
-                return p.Ok(ref=frame.ref, channel=frame.channel, seq=stored)
-            case p.History():
-                messages = await self._chat(frame.channel).history(
-                    self._member(frame.channel), frame.before, frame.after, frame.limit)
-                return p.Ok(ref=frame.ref, channel=frame.channel, messages=messages)
-            case p.Presence():
-                self._member(frame.channel)
-                users = await self.gateway.presence.who(frame.channel)
-                return p.Ok(ref=frame.ref, channel=frame.channel, users=users)
+                return p.Pong(ref=ref, server_time=int(time.time() * 1000))
             case p.Refresh():
                 self.refresh(frame.token)
-                return p.Ok(ref=frame.ref, expires_at=self.expires_at)
+                return p.Ok(ref=ref, expires_at=self.expires_at)
             case p.Auth():
                 raise BadRequest("already authenticated; use `refresh` to present a new token")
+        # Every other op names a channel: from here on it goes by its one canonical spelling.
+        _, _, ch = self.gateway.namespaces.resolve(frame.channel)
+        match frame:
+            case p.Join():
+                return await self.join(ch, frame.since, ref)
+            case p.Leave():
+                await self.leave(ch, reason=None)
+                return p.Ok(ref=ref, channel=ch)
+            case p.Send():
+                return await self._send(ch, frame)
+            case p.Edit():
+                m = await self._chat(ch).edit(self.principal, self._member(ch), frame.id,
+                                              frame.text)
+                return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
+            case p.Delete():
+                m = await self._chat(ch).delete(self.principal, self._member(ch), frame.id,
+                                                frame.reason)
+                return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
+            case p.Pin() | p.Unpin():
+                m = await self._chat(ch).pin(self.principal, self._member(ch), frame.id,
+                                             isinstance(frame, p.Pin))
+                return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
+            case p.Flag():
+                await self._chat(ch).flag(self.principal, self._member(ch), frame.id,
+                                          frame.reason, frame.description)
+                return p.Ok(ref=ref, channel=ch, id=str(frame.id))
+            case p.Typing():
+                self._typing(ch)
+                return p.Ok(ref=ref, channel=ch) if ref is not None else None
+            case p.Read():
+                stored = await self._chat(ch).mark_read(self.principal, self._member(ch),
+                                                        frame.seq)
+                return p.Ok(ref=ref, channel=ch, seq=stored)
+            case p.History():
+                messages = await self._chat(ch).history(self._member(ch), frame.before,
+                                                        frame.after, frame.limit)
+                return p.Ok(ref=ref, channel=ch, messages=messages)
+            case p.Presence():
+                self._member(ch)
+                return p.Ok(ref=ref, channel=ch, users=await self.gateway.presence.who(ch))
         raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
 
     # --- membership ---------------------------------------------------------------------------
@@ -113,7 +114,8 @@ class Session:
         return membership
 
     def _namespace(self, channel: str) -> tuple[Namespace, str]:
-        return self.gateway.namespaces.resolve(channel)
+        namespace, key, _ = self.gateway.namespaces.resolve(channel)
+        return namespace, key
 
     def _chat(self, channel: str) -> ChatStore:
         namespace, _ = self._namespace(channel)
@@ -133,10 +135,12 @@ class Session:
             raise Unavailable("server is shutting down; reconnect")
         namespace, key = self._namespace(channel)
         membership = await namespace.authorize(self.principal, channel, key)
+        first_here = False
         if namespace.tracks_presence:
-            await self.gateway.presence.enter(
+            first_here = await self.gateway.presence.enter(
                 channel, self.principal.user_id, cap=membership.max_members,
-                lock_sql=namespace.lock_sql(), lock_arg=key, on_count=namespace.members_changed)
+                counted=not membership.privileged, lock_sql=namespace.lock_sql(), lock_arg=key,
+                on_count=namespace.members_changed)
         try:
             replayed, recovered, last_seq = await self.gateway.hub.join(self.client, channel, since)
         except BaseException:
@@ -147,7 +151,7 @@ class Session:
             raise
         self.joined[channel] = membership
         self.gateway.metrics.joins.labels(namespace.name).inc()
-        if namespace.tracks_presence:
+        if first_here:
             self.gateway.announce(p.Event(channel=channel, kind="joined",
                                           user_id=self.principal.user_id))
         return p.Ok(ref=ref, channel=channel, role=membership.role, last_seq=last_seq,
@@ -166,10 +170,9 @@ class Session:
         await self.gateway.hub.leave(self.client, channel)
         if reason is not None:
             self.write(p.Event(channel=channel, kind="removed", reason=reason))
-        if namespace.tracks_presence:
-            await self.gateway.presence.leave(
+        if namespace.tracks_presence and await self.gateway.presence.leave(
                 channel, self.principal.user_id, lock_sql=namespace.lock_sql(), lock_arg=key,
-                on_count=namespace.members_changed)
+                on_count=namespace.members_changed):
             self.gateway.announce(p.Event(channel=channel, kind="left",
                                           user_id=self.principal.user_id))
 
@@ -193,35 +196,48 @@ class Session:
         for channel in list(self.joined):
             namespace, key = self._namespace(channel)
             self.joined.pop(channel, None)
-            if namespace.tracks_presence:
-                try:
-                    await self.gateway.presence.leave(
-                        channel, self.principal.user_id, lock_sql=namespace.lock_sql(),
-                        lock_arg=key, on_count=namespace.members_changed)
-                except Exception:  # noqa: BLE001 - the node sweep repairs what this misses
-                    log.exception("presence_leave_failed", channel=channel)
+            if not namespace.tracks_presence:
+                continue
+            try:
+                last_here = await self.gateway.presence.leave(
+                    channel, self.principal.user_id, lock_sql=namespace.lock_sql(),
+                    lock_arg=key, on_count=namespace.members_changed)
+            except Exception:  # noqa: BLE001 - the node sweep repairs what this misses
+                log.exception("presence_leave_failed", channel=channel)
+                continue
+            if last_here:
                 self.gateway.announce(p.Event(channel=channel, kind="left",
                                               user_id=self.principal.user_id))
 
     # --- messages -----------------------------------------------------------------------------
 
-    async def _send(self, frame: p.Send) -> p.Ok:
-        membership = self._member(frame.channel)
-        chat = self._chat(frame.channel)
+    async def _send(self, channel: str, frame: p.Send) -> p.Ok:
+        membership = self._member(channel)
+        chat = self._chat(channel)
         if self.gateway.draining:
             raise Unavailable("server is shutting down; reconnect and resend with client_id")
+        if frame.type == "system" and not membership.privileged:
+            raise Forbidden("only the channel's analyst and admins may send system messages")
+        limiter, verdict = self.gateway.chat_limiter, None
+        key = channel.partition(":")[2]
         if membership.rate_limit is not None:
-            verdict = await self.gateway.chat_limiter.hit(
-                self.principal.user_id, frame.channel.partition(":")[2], membership.rate_limit)
+            verdict = await limiter.hit(self.principal.user_id, key, membership.rate_limit)
             if not verdict.allowed:
                 self.gateway.metrics.rate_limited.labels("chat").inc()
                 raise RateLimited(
                     f"at most {membership.rate_limit} messages per minute in this channel",
                     retry_after_ms=verdict.retry_after_ms)
-        committed = await chat.append(self.principal, membership, frame.text, frame.type,
-                                      frame.reply_to, frame.client_id, frame.attachment_url)
+        try:
+            committed = await chat.append(self.principal, membership, frame.text, frame.type,
+                                          frame.reply_to, frame.client_id, frame.attachment_url)
+        except BaseException:
+            if verdict is not None:  # nothing was stored: the send must not count
+                await limiter.release(self.principal.user_id, key, verdict.token)
+            raise
+        if committed.duplicate and verdict is not None:  # a retry stores nothing new
+            await limiter.release(self.principal.user_id, key, verdict.token)
         self.gateway.metrics.messages_in.inc()
-        return p.Ok(ref=frame.ref, channel=frame.channel, id=committed.id, seq=committed.seq,
+        return p.Ok(ref=frame.ref, channel=channel, id=committed.id, seq=committed.seq,
                     created_at=committed.created_at, duplicate=committed.duplicate)
 
     def _typing(self, channel: str) -> None:

@@ -117,9 +117,11 @@ CREATE TABLE analyst.invite_links (
     signups_count            integer     NOT NULL DEFAULT 0,
     conversions_count        integer     NOT NULL DEFAULT 0,  -- paid subscriptions
     total_revenue_generated  integer     NOT NULL DEFAULT 0,
+    -- Capped at 999.99 (the type's maximum): conversions recorded without a click must not
+    -- make the write that records them fail.
     conversion_rate          numeric(5, 2) GENERATED ALWAYS AS (
         CASE WHEN total_clicks > 0
-             THEN round(conversions_count::numeric / total_clicks * 100, 2)
+             THEN least(round(conversions_count::numeric / total_clicks * 100, 2), 999.99)
              ELSE 0
         END
     ) STORED,

@@ -124,6 +124,8 @@ CREATE TABLE gateway.live_members (
     channel    text NOT NULL,
     user_id    uuid NOT NULL,
     node_id    text NOT NULL REFERENCES gateway.nodes (node_id) ON DELETE CASCADE,
+    -- false for members who do not take a place under max_members (the analyst, admins)
+    counted    boolean NOT NULL DEFAULT true,
     joined_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (channel, user_id, node_id)
 );

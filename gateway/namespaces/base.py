@@ -77,6 +77,10 @@ class Namespace(Protocol):
     auto_join: bool
     tracks_presence: bool
 
+    def canonical_key(self, key: str) -> str:
+        """The one spelling of a channel key (raise BadRequest when it is not a key)."""
+        ...
+
     async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
         """The membership for a join, or raise Forbidden / NotFound / BadRequest."""
         ...
@@ -115,12 +119,15 @@ class NamespaceRegistry:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._by_name.values())
 
-    def resolve(self, channel: str) -> tuple[Namespace, str]:
+    def resolve(self, channel: str) -> tuple[Namespace, str, str]:
+        """(namespace, canonical key, canonical channel name) of a channel as a client spelt
+        it, so that one room has one name for delivery, presence, caps and rate limits."""
         name, _, key = channel.partition(":")
         namespace = self._by_name.get(name)
         if namespace is None:
             raise NotFound(f"no namespace {name!r} (known: {', '.join(sorted(self._by_name))})")
-        return namespace, key
+        key = namespace.canonical_key(key)
+        return namespace, key, f"{name}:{key}"
 
     def sequence_source(self, channel: str) -> SequenceSource | None:
         name = channel.partition(":")[0]

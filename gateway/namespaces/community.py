@@ -45,6 +45,9 @@ class CommunityNamespace:
         self._pool = pool
         self._messages = messages
 
+    def canonical_key(self, key: str) -> str:
+        return str(parse_uuid(key, "channel id" if self.name == "community" else "user id"))
+
     async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
         channel_id = parse_uuid(key, "channel id")
         if principal.realm != self.realm:

@@ -14,6 +14,9 @@ from gateway.groupcommit import GroupCommit
 from gateway.namespaces.base import Committed, Membership, Principal
 from gateway.protocol import Event, Message, json_encoder
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
+from kernel.logs import EventLog
+
+log = EventLog("gateway.community")
 
 Publish = Callable[[list[tuple[str, int, bytes]]], Awaitable[None]]
 
@@ -80,8 +83,6 @@ class CommunityMessages:
     async def append(self, principal: Principal, membership: Membership, text: str,
                      type_: str, reply_to: uuid.UUID | None, client_id: str | None,
                      attachment_url: str | None) -> Committed:
-        if type_ == "system" and not membership.privileged:
-            raise Forbidden("only the channel's analyst and admins may send system messages")
         result = await self._appends.submit(_Pending(
             membership.channel, _key(membership.channel), principal.user_id, text, type_,
             reply_to, client_id, attachment_url))
@@ -127,7 +128,10 @@ class CommunityMessages:
                     first_in_batch[dedup_key] = committed
             results.append(committed)
         if fresh:
-            await self._publish(fresh)
+            try:
+                await self._publish(fresh)
+            except Exception as exc:  # noqa: BLE001 - committed: ack anyway, peers gap-fill
+                log.error("publish_failed", messages=len(fresh), error=repr(exc))
         return results
 
     # --- reads --------------------------------------------------------------------------------
@@ -157,7 +161,8 @@ class CommunityMessages:
         else:
             sql = (f"SELECT {_COLUMNS} FROM analyst.chat_messages"
                    " WHERE channel_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3")
-            rows = await self._pool.fetch(sql, _key(channel), before or 2**62, limit)
+            rows = await self._pool.fetch(
+                sql, _key(channel), 2**62 if before is None else before, limit)
             rows = list(reversed(rows))
         return [to_message(channel, r) for r in rows]
 

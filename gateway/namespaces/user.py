@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncpg
 
 from gateway.fanout import SequenceSource
-from gateway.namespaces.base import ChatStore, Membership, Principal
+from gateway.namespaces.base import ChatStore, Membership, Principal, parse_uuid
 from kernel.errors import Forbidden
 
 
@@ -17,6 +17,9 @@ class UserNamespace:
     realm = "*"
     tracks_presence = False
     auto_join = True
+
+    def canonical_key(self, key: str) -> str:
+        return str(parse_uuid(key, "channel id" if self.name == "community" else "user id"))
 
     async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
         if key != principal.user_id:

@@ -309,6 +309,7 @@ async def test_discount_code_is_unique_and_defaults(
         (3, 1, "33.33"),
         (3, 2, "66.67"),
         (10, 10, "100.00"),
+        (1, 10, "999.99"),  # more conversions than clicks: capped, the write still succeeds
     ],
 )
 async def test_invite_conversion_rate_is_conversions_per_hundred_clicks(
