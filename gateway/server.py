@@ -15,6 +15,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+from redis.exceptions import RedisError
 from websockets.asyncio.server import Request, Response, Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -229,7 +230,8 @@ class GatewayServer:
                 reply = p.Error(code=exc.code, message=exc.message,
                                 ref=ref if ref is not None else exc.details.get("ref"),
                                 retry_after_ms=exc.details.get("retry_after_ms"))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                    RedisError) as exc:
                 log.error("frame_failed", session=session.session_id, error=repr(exc))
                 metrics.errors.labels("unavailable").inc()
                 reply = p.Error(code="unavailable", message="storage is unavailable; retry",
