@@ -13,8 +13,13 @@ def main() -> None:
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     EventLog("api").info("starting", host=settings.api_host, port=settings.api_port)
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port,
-                print=None, access_log=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=None,
+        access_log=None,
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def main() -> None:
             print("gateway: GATEWAY_PROCESSES > 1 needs REDIS_URL", file=sys.stderr)
             raise SystemExit(2)
         env = {**os.environ, "GATEWAY_PROCESSES": "1", "GATEWAY_REUSE_PORT": "1"}
-        children = [subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
-                    for _ in range(settings.gateway_processes - 1)]
+        children = [
+            subprocess.Popen([sys.executable, "-m", "gateway"], env=env)
+            for _ in range(settings.gateway_processes - 1)
+        ]
     try:
         import uvloop
 

@@ -46,8 +46,9 @@ class Client:
 
     __slots__ = ("__weakref__", "binary", "dead", "on_slow", "protocol", "transport", "user_id")
 
-    def __init__(self, transport: Any, protocol: Any, binary: bool, user_id: str,
-                 on_slow: Callable[[], None]) -> None:
+    def __init__(
+        self, transport: Any, protocol: Any, binary: bool, user_id: str, on_slow: Callable[[], None]
+    ) -> None:
         self.transport = transport
         self.protocol = protocol
         self.binary = binary
@@ -76,8 +77,19 @@ class SequenceSource(Protocol):
 
 
 class _Room:
-    __slots__ = ("catching_up", "delivered", "gap_task", "json", "msgpack", "name", "outbox",
-                 "outbox_sent_at", "pending", "ready", "sequenced")
+    __slots__ = (
+        "catching_up",
+        "delivered",
+        "gap_task",
+        "json",
+        "msgpack",
+        "name",
+        "outbox",
+        "outbox_sent_at",
+        "pending",
+        "ready",
+        "sequenced",
+    )
 
     def __init__(self, name: str, sequenced: bool) -> None:
         self.name = name
@@ -124,7 +136,8 @@ class Hub:
 
     def rooms_of(self, client: Client) -> list[str]:
         return [
-            name for name, room in self._rooms.items()
+            name
+            for name, room in self._rooms.items()
             if client in room.json or client in room.msgpack or client in room.catching_up
         ]
 

@@ -19,8 +19,14 @@ R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = 256,
-                 concurrency: int = 2, on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Awaitable[list[R]]],
+        *,
+        max_batch: int = 256,
+        concurrency: int = 2,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._flush = flush
         self._max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
@@ -29,8 +35,9 @@ class GroupCommit(Generic[T, R]):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._tasks = [asyncio.create_task(self._run(), name=f"group-commit-{i}")
-                       for i in range(concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"group-commit-{i}") for i in range(concurrency)
+        ]
 
     async def submit(self, item: T) -> R:
         """Queue `item`; returns its result once its batch committed (or raises its error)."""
@@ -63,7 +70,7 @@ class GroupCommit(Generic[T, R]):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
-            except Exception as exc:  # noqa: BLE001 - every caller of the batch gets the error
+            except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

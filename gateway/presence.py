@@ -60,7 +60,9 @@ class PresenceLedger:
     async def start(self, sweep: Callable[[list[str]], Awaitable[None]]) -> None:
         await self.pool.execute(
             "INSERT INTO gateway.nodes (node_id) VALUES ($1)"
-            " ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()", self.node_id)
+            " ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()",
+            self.node_id,
+        )
         self._task = asyncio.create_task(self._heartbeat(sweep), name="presence-heartbeat")
 
     async def _heartbeat(self, sweep: Callable[[list[str]], Awaitable[None]]) -> None:
@@ -68,13 +70,15 @@ class PresenceLedger:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self.pool.execute(
-                    "UPDATE gateway.nodes SET heartbeat_at = now() WHERE node_id = $1",
-                    self.node_id)
+                    "UPDATE gateway.nodes SET heartbeat_at = now() WHERE node_id = $1", self.node_id
+                )
                 rows = await self.pool.fetch(
                     "WITH dead AS (DELETE FROM gateway.nodes"
                     "  WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING node_id)"
                     " SELECT DISTINCT lm.channel FROM gateway.live_members lm"
-                    "  JOIN dead USING (node_id)", NODE_TTL_S)
+                    "  JOIN dead USING (node_id)",
+                    NODE_TTL_S,
+                )
                 if rows:
                     await sweep([r["channel"] for r in rows])
             except (OSError, asyncpg.PostgresError) as exc:
@@ -88,8 +92,17 @@ class PresenceLedger:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await self.pool.execute("DELETE FROM gateway.nodes WHERE node_id = $1", self.node_id)
 
-    async def enter(self, channel: str, user_id: str, *, cap: int | None, counted: bool,
-                    lock_sql: str | None, lock_arg: object, on_count: CountHook) -> bool:
+    async def enter(
+        self,
+        channel: str,
+        user_id: str,
+        *,
+        cap: int | None,
+        counted: bool,
+        lock_sql: str | None,
+        lock_arg: object,
+        on_count: CountHook,
+    ) -> bool:
         """Count a socket of `user_id` in; raise Forbidden when the channel is at `cap`.
 
         Only `counted` members take a place under the cap. `lock_sql` locks the channel's
@@ -111,13 +124,24 @@ class PresenceLedger:
                 await conn.execute(
                     "INSERT INTO gateway.live_members (channel, user_id, node_id, counted)"
                     " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    channel, user_id, self.node_id, counted)
+                    channel,
+                    user_id,
+                    self.node_id,
+                    counted,
+                )
                 await on_count(conn, channel, await conn.fetchval(_COUNT, channel, NODE_TTL_S))
             self._local[key] = 1
             return True
 
-    async def leave(self, channel: str, user_id: str, *, lock_sql: str | None,
-                    lock_arg: object, on_count: CountHook) -> bool:
+    async def leave(
+        self,
+        channel: str,
+        user_id: str,
+        *,
+        lock_sql: str | None,
+        lock_arg: object,
+        on_count: CountHook,
+    ) -> bool:
         """Count a socket out; True when it was the user's last one here on this node."""
         key = (channel, user_id)
         async with self._lock_for(key):
@@ -133,7 +157,10 @@ class PresenceLedger:
                 await conn.execute(
                     "DELETE FROM gateway.live_members"
                     " WHERE channel = $1 AND user_id = $2 AND node_id = $3",
-                    channel, user_id, self.node_id)
+                    channel,
+                    user_id,
+                    self.node_id,
+                )
                 await on_count(conn, channel, await conn.fetchval(_COUNT, channel, NODE_TTL_S))
         lock = self._locks.get(key)
         if lock is not None and not lock.locked() and self._local.get(key, 0) == 0:
@@ -149,5 +176,7 @@ class PresenceLedger:
             "SELECT DISTINCT lm.user_id FROM gateway.live_members lm JOIN gateway.nodes n"
             " USING (node_id) WHERE lm.channel = $1"
             " AND n.heartbeat_at > now() - make_interval(secs => $2) ORDER BY 1",
-            channel, NODE_TTL_S)
+            channel,
+            NODE_TTL_S,
+        )
         return [str(r["user_id"]) for r in rows]

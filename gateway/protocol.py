@@ -116,12 +116,38 @@ class Ping(ClientFrame, tag="ping"):
 
 
 AnyClientFrame = (
-    Auth | Refresh | Join | Leave | Send | Edit | Delete | Pin | Unpin | Flag | Typing | Read
-    | History | Presence | Ping
+    Auth
+    | Refresh
+    | Join
+    | Leave
+    | Send
+    | Edit
+    | Delete
+    | Pin
+    | Unpin
+    | Flag
+    | Typing
+    | Read
+    | History
+    | Presence
+    | Ping
 )
 CLIENT_OPS: tuple[str, ...] = (
-    "auth", "refresh", "join", "leave", "send", "edit", "delete", "pin", "unpin", "flag",
-    "typing", "read", "history", "presence", "ping",
+    "auth",
+    "refresh",
+    "join",
+    "leave",
+    "send",
+    "edit",
+    "delete",
+    "pin",
+    "unpin",
+    "flag",
+    "typing",
+    "read",
+    "history",
+    "presence",
+    "ping",
 )
 
 
@@ -238,8 +264,9 @@ def _explain(exc: msgspec.DecodeError) -> str:
 
 def probe_ref(data: bytes | str, *, binary: bool) -> Ref:
     """The `ref` of a frame that will not be decoded in full (too large, malformed), if any."""
+    raw = data.encode() if isinstance(data, str) else data
     try:
-        probe = (_msgpack_probe if binary else _json_probe).decode(data)
+        probe = (_msgpack_probe if binary else _json_probe).decode(raw)
     except msgspec.DecodeError:
         return None
     ref = probe.ref
@@ -248,10 +275,11 @@ def probe_ref(data: bytes | str, *, binary: bool) -> Ref:
 
 def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
     """Decode one client frame; raise BadRequest with a precise message (and the ref if any)."""
+    raw = data.encode() if isinstance(data, str) else data
     try:
         if binary:
-            return _msgpack_decoder.decode(data)  # type: ignore[no-any-return]
-        return _json_decoder.decode(data)  # type: ignore[no-any-return]
+            return _msgpack_decoder.decode(raw)  # type: ignore[no-any-return]
+        return _json_decoder.decode(raw)  # type: ignore[no-any-return]
     except msgspec.DecodeError as exc:
         error = BadRequest(_explain(exc))
         error.details["ref"] = probe_ref(data, binary=binary)

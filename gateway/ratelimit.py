@@ -27,8 +27,9 @@ class Verdict(NamedTuple):
 
 
 class ChatRateLimiter(Protocol):
-    async def hit(self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
-                  ) -> Verdict:
+    async def hit(
+        self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
+    ) -> Verdict:
         """Record a send if allowed. If that send then stores nothing (refused, or a
         duplicate), call release() with the verdict's token so the count matches the table."""
         ...
@@ -46,8 +47,9 @@ class MemoryChatRateLimiter:
     def __init__(self) -> None:
         self._log: dict[tuple[str, str], deque[int]] = {}
 
-    async def hit(self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
-                  ) -> Verdict:
+    async def hit(
+        self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
+    ) -> Verdict:
         now = _now_ms() if now_ms is None else now_ms
         log = self._log.setdefault((user_id, channel_id), deque())
         while log and log[0] <= now - WINDOW_MS:
@@ -84,12 +86,14 @@ class RedisChatRateLimiter:
         self._client = client
         self._script = client.register_script(_HIT)
 
-    async def hit(self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
-                  ) -> Verdict:
+    async def hit(
+        self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
+    ) -> Verdict:
         now = _now_ms() if now_ms is None else now_ms
         token = f"{now}-{uuid.uuid4().hex[:8]}"
         allowed, retry = await self._script(
-            keys=[f"sb:rl:{user_id}:{channel_id}"], args=[now, WINDOW_MS, limit, token])
+            keys=[f"sb:rl:{user_id}:{channel_id}"], args=[now, WINDOW_MS, limit, token]
+        )
         return Verdict(bool(allowed), int(retry), token if allowed else "")
 
     async def release(self, user_id: str, channel_id: str, token: str) -> None:

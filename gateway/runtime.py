@@ -57,9 +57,12 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        self.pool = await create_pool(s.database_url, min_size=s.db_pool_min,
-                                      max_size=max(s.db_pool_max, 4),
-                                      application_name="switchboard-gateway")
+        self.pool = await create_pool(
+            s.database_url,
+            min_size=s.db_pool_min,
+            max_size=max(s.db_pool_max, 4),
+            application_name="switchboard-gateway",
+        )
         if s.redis_url:
             self._redis = aioredis.from_url(s.redis_url)
             self.bus = RedisBus(self._redis)
@@ -67,10 +70,12 @@ class Gateway:
         else:
             self.bus = LocalBus()
             self.chat_limiter = MemoryChatRateLimiter()
-        self.messages = CommunityMessages(self.pool, self.bus.publish_many,
-                                          on_batch=self.metrics.batch_size.observe)
+        self.messages = CommunityMessages(
+            self.pool, self.bus.publish_many, on_batch=self.metrics.batch_size.observe
+        )
         self.namespaces = NamespaceRegistry(
-            [CommunityNamespace(self.pool, self.messages), UserNamespace()])
+            [CommunityNamespace(self.pool, self.messages), UserNamespace()]
+        )
         self.hub = Hub(
             subscribe=self.bus.subscribe,
             unsubscribe=self.bus.unsubscribe,

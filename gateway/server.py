@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from redis.exceptions import RedisError
-from websockets.asyncio.server import Request, Response, Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from gateway import protocol as p
 from gateway.fanout import CLOSE_SLOW_CONSUMER, Client
@@ -64,18 +67,18 @@ class GatewayServer:
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE, b"draining\n")
             return _text(HTTPStatus.OK, b"ok\n")
         if path == "/metrics":
-            return _text(HTTPStatus.OK, self.gateway.metrics.render(),
-                         "text/plain; version=0.0.4")
+            return _text(HTTPStatus.OK, self.gateway.metrics.render(), "text/plain; version=0.0.4")
         if path not in ("/ws", "/"):
             return _text(HTTPStatus.NOT_FOUND, b"not found: WebSockets are served at /ws\n")
         return None
 
     @staticmethod
-    def _select_subprotocol(_conn: ServerConnection, offered: object) -> str | None:
-        offered_list = list(offered)  # type: ignore[call-overload]
+    def _select_subprotocol(
+        _conn: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
         for name in (p.MSGPACK_SUBPROTOCOL, p.JSON_SUBPROTOCOL):
-            if name in offered_list:
-                return name
+            if name in offered:
+                return Subprotocol(name)
         return None
 
     async def start(self, *, reuse_port: bool = False) -> None:
@@ -122,19 +125,30 @@ class GatewayServer:
         except ConnectionClosed:
             return
         session_id = uuid.uuid4().hex
-        client = Client(ws.transport, ws.protocol, binary, principal.user_id,
-                        on_slow=lambda: self._close_slow(ws))
+        client = Client(
+            ws.transport,
+            ws.protocol,
+            binary,
+            principal.user_id,
+            on_slow=lambda: self._close_slow(ws),
+        )
         session = Session(self.gateway, principal, client, session_id, claims.exp)
         self.gateway.register(session)
         expiry = _ExpiryWatch(ws, session, self.settings.gateway_refresh_grace_s)
         session.on_refresh.append(expiry.arm)
         try:
             s = self.settings
-            session.write(p.Welcome(
-                session_id=session_id, user_id=principal.user_id, realm=principal.realm,
-                expires_at=claims.exp, server_time=int(time.time() * 1000),
-                max_frame_bytes=s.gateway_max_frame_bytes,
-                frames_per_second=s.gateway_frames_per_second))
+            session.write(
+                p.Welcome(
+                    session_id=session_id,
+                    user_id=principal.user_id,
+                    realm=principal.realm,
+                    expires_at=claims.exp,
+                    server_time=int(time.time() * 1000),
+                    max_frame_bytes=s.gateway_max_frame_bytes,
+                    frames_per_second=s.gateway_frames_per_second,
+                )
+            )
             session.write(await session.join(f"user:{principal.user_id}", None))
             expiry.arm()
             await self._read_loop(ws, session)
@@ -206,8 +220,9 @@ class GatewayServer:
                 size = len(data) if isinstance(data, bytes) else len(data.encode())
                 if size > s.gateway_max_frame_bytes:
                     ref = p.probe_ref(data, binary=isinstance(data, bytes))
-                    raise TooLarge(f"frame of {size} bytes is over the limit of "
-                                   f"{s.gateway_max_frame_bytes}")
+                    raise TooLarge(
+                        f"frame of {size} bytes is over the limit of {s.gateway_max_frame_bytes}"
+                    )
                 wait_ms = budget.take()
                 if wait_ms:
                     strikes += 1
@@ -215,10 +230,14 @@ class GatewayServer:
                     if strikes > STRIKES_BEFORE_CLOSE:
                         await ws.close(CLOSE_POLICY, "too many frames")
                         return
-                    session.write(p.Error(
-                        code="rate_limited", retry_after_ms=wait_ms,
-                        ref=p.probe_ref(data, binary=isinstance(data, bytes)),
-                        message=f"over {s.gateway_frames_per_second} frames per second"))
+                    session.write(
+                        p.Error(
+                            code="rate_limited",
+                            retry_after_ms=wait_ms,
+                            ref=p.probe_ref(data, binary=isinstance(data, bytes)),
+                            message=f"over {s.gateway_frames_per_second} frames per second",
+                        )
+                    )
                     continue
                 strikes = 0
                 frame = p.decode_client_frame(data, binary=isinstance(data, bytes))
@@ -227,15 +246,18 @@ class GatewayServer:
                 reply = await session.handle(frame)
             except SwitchboardError as exc:
                 metrics.errors.labels(exc.code).inc()
-                reply = p.Error(code=exc.code, message=exc.message,
-                                ref=ref if ref is not None else exc.details.get("ref"),
-                                retry_after_ms=exc.details.get("retry_after_ms"))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
-                    RedisError) as exc:
+                reply = p.Error(
+                    code=exc.code,
+                    message=exc.message,
+                    ref=ref if ref is not None else exc.details.get("ref"),
+                    retry_after_ms=exc.details.get("retry_after_ms"),
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError) as exc:
                 log.error("frame_failed", session=session.session_id, error=repr(exc))
                 metrics.errors.labels("unavailable").inc()
-                reply = p.Error(code="unavailable", message="storage is unavailable; retry",
-                                ref=ref)
+                reply = p.Error(
+                    code="unavailable", message="storage is unavailable; retry", ref=ref
+                )
             if reply is not None:
                 session.write(reply)
 
@@ -243,7 +265,8 @@ class GatewayServer:
         self.gateway.metrics.slow_consumers.inc()
         log.info("slow_consumer", remote=str(ws.remote_address))
         asyncio.get_running_loop().create_task(
-            ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: resume with since"))
+            ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: resume with since")
+        )
 
 
 class _ExpiryWatch:
@@ -261,14 +284,17 @@ class _ExpiryWatch:
         self._timer = asyncio.get_running_loop().call_later(delay, self._expired)
 
     def _expired(self) -> None:
-        self._session.write(p.Event(channel=f"user:{self._session.principal.user_id}",
-                                    kind="token_expired",
-                                    expires_in_ms=int(self._grace_s * 1000)))
+        self._session.write(
+            p.Event(
+                channel=f"user:{self._session.principal.user_id}",
+                kind="token_expired",
+                expires_in_ms=int(self._grace_s * 1000),
+            )
+        )
         self._timer = asyncio.get_running_loop().call_later(self._grace_s, self._close)
 
     def _close(self) -> None:
-        asyncio.get_running_loop().create_task(
-            self._ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
+        asyncio.get_running_loop().create_task(self._ws.close(CLOSE_TOKEN_EXPIRED, "token expired"))
 
     def cancel(self) -> None:
         if self._timer is not None:

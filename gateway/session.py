@@ -39,8 +39,14 @@ TYPING_TTL_MS = 5000
 class Session:
     """State of one socket: who it is, what it joined, until when its token is good."""
 
-    def __init__(self, gateway: Gateway, principal: Principal, client: Client,
-                 session_id: str, expires_at: int) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        principal: Principal,
+        client: Client,
+        session_id: str,
+        expires_at: int,
+    ) -> None:
         self.gateway = gateway
         self.principal = principal
         self.client = client
@@ -74,31 +80,35 @@ class Session:
             case p.Send():
                 return await self._send(ch, frame)
             case p.Edit():
-                m = await self._chat(ch).edit(self.principal, self._member(ch), frame.id,
-                                              frame.text)
+                m = await self._chat(ch).edit(
+                    self.principal, self._member(ch), frame.id, frame.text
+                )
                 return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Delete():
-                m = await self._chat(ch).delete(self.principal, self._member(ch), frame.id,
-                                                frame.reason)
+                m = await self._chat(ch).delete(
+                    self.principal, self._member(ch), frame.id, frame.reason
+                )
                 return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Pin() | p.Unpin():
-                m = await self._chat(ch).pin(self.principal, self._member(ch), frame.id,
-                                             isinstance(frame, p.Pin))
+                m = await self._chat(ch).pin(
+                    self.principal, self._member(ch), frame.id, isinstance(frame, p.Pin)
+                )
                 return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Flag():
-                await self._chat(ch).flag(self.principal, self._member(ch), frame.id,
-                                          frame.reason, frame.description)
+                await self._chat(ch).flag(
+                    self.principal, self._member(ch), frame.id, frame.reason, frame.description
+                )
                 return p.Ok(ref=ref, channel=ch, id=str(frame.id))
             case p.Typing():
                 self._typing(ch)
                 return p.Ok(ref=ref, channel=ch) if ref is not None else None
             case p.Read():
-                stored = await self._chat(ch).mark_read(self.principal, self._member(ch),
-                                                        frame.seq)
+                stored = await self._chat(ch).mark_read(self.principal, self._member(ch), frame.seq)
                 return p.Ok(ref=ref, channel=ch, seq=stored)
             case p.History():
-                messages = await self._chat(ch).history(self._member(ch), frame.before,
-                                                        frame.after, frame.limit)
+                messages = await self._chat(ch).history(
+                    self._member(ch), frame.before, frame.after, frame.limit
+                )
                 return p.Ok(ref=ref, channel=ch, messages=messages)
             case p.Presence():
                 self._member(ch)
@@ -138,25 +148,40 @@ class Session:
         first_here = False
         if namespace.tracks_presence:
             first_here = await self.gateway.presence.enter(
-                channel, self.principal.user_id, cap=membership.max_members,
-                counted=not membership.privileged, lock_sql=namespace.lock_sql(), lock_arg=key,
-                on_count=namespace.members_changed)
+                channel,
+                self.principal.user_id,
+                cap=membership.max_members,
+                counted=not membership.privileged,
+                lock_sql=namespace.lock_sql(),
+                lock_arg=key,
+                on_count=namespace.members_changed,
+            )
         try:
             replayed, recovered, last_seq = await self.gateway.hub.join(self.client, channel, since)
         except BaseException:
             if namespace.tracks_presence:
                 await self.gateway.presence.leave(
-                    channel, self.principal.user_id, lock_sql=namespace.lock_sql(),
-                    lock_arg=key, on_count=namespace.members_changed)
+                    channel,
+                    self.principal.user_id,
+                    lock_sql=namespace.lock_sql(),
+                    lock_arg=key,
+                    on_count=namespace.members_changed,
+                )
             raise
         self.joined[channel] = membership
         self.gateway.metrics.joins.labels(namespace.name).inc()
         if first_here:
-            self.gateway.announce(p.Event(channel=channel, kind="joined",
-                                          user_id=self.principal.user_id))
-        return p.Ok(ref=ref, channel=channel, role=membership.role, last_seq=last_seq,
-                    replayed=replayed if since is not None else None,
-                    recovered=recovered if since is not None else None)
+            self.gateway.announce(
+                p.Event(channel=channel, kind="joined", user_id=self.principal.user_id)
+            )
+        return p.Ok(
+            ref=ref,
+            channel=channel,
+            role=membership.role,
+            last_seq=last_seq,
+            replayed=replayed if since is not None else None,
+            recovered=recovered if since is not None else None,
+        )
 
     async def leave(self, channel: str, *, reason: str | None) -> None:
         """Leave `channel`; with a `reason` the user is told it was removed."""
@@ -171,10 +196,15 @@ class Session:
         if reason is not None:
             self.write(p.Event(channel=channel, kind="removed", reason=reason))
         if namespace.tracks_presence and await self.gateway.presence.leave(
-                channel, self.principal.user_id, lock_sql=namespace.lock_sql(), lock_arg=key,
-                on_count=namespace.members_changed):
-            self.gateway.announce(p.Event(channel=channel, kind="left",
-                                          user_id=self.principal.user_id))
+            channel,
+            self.principal.user_id,
+            lock_sql=namespace.lock_sql(),
+            lock_arg=key,
+            on_count=namespace.members_changed,
+        ):
+            self.gateway.announce(
+                p.Event(channel=channel, kind="left", user_id=self.principal.user_id)
+            )
 
     async def recheck(self, notice: dict[str, str]) -> None:
         """A membership-relevant change happened: drop every channel no longer allowed."""
@@ -185,8 +215,12 @@ class Session:
             try:
                 await namespace.authorize(self.principal, channel, key)
             except SwitchboardError as refusal:
-                log.info("membership_revoked", user=self.principal.user_id, channel=channel,
-                         reason=refusal.message)
+                log.info(
+                    "membership_revoked",
+                    user=self.principal.user_id,
+                    channel=channel,
+                    reason=refusal.message,
+                )
                 if channel in self.joined:
                     await self.leave(channel, reason=refusal.message)
 
@@ -200,14 +234,19 @@ class Session:
                 continue
             try:
                 last_here = await self.gateway.presence.leave(
-                    channel, self.principal.user_id, lock_sql=namespace.lock_sql(),
-                    lock_arg=key, on_count=namespace.members_changed)
-            except Exception:  # noqa: BLE001 - the node sweep repairs what this misses
+                    channel,
+                    self.principal.user_id,
+                    lock_sql=namespace.lock_sql(),
+                    lock_arg=key,
+                    on_count=namespace.members_changed,
+                )
+            except Exception:
                 log.exception("presence_leave_failed", channel=channel)
                 continue
             if last_here:
-                self.gateway.announce(p.Event(channel=channel, kind="left",
-                                              user_id=self.principal.user_id))
+                self.gateway.announce(
+                    p.Event(channel=channel, kind="left", user_id=self.principal.user_id)
+                )
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -226,10 +265,18 @@ class Session:
                 self.gateway.metrics.rate_limited.labels("chat").inc()
                 raise RateLimited(
                     f"at most {membership.rate_limit} messages per minute in this channel",
-                    retry_after_ms=verdict.retry_after_ms)
+                    retry_after_ms=verdict.retry_after_ms,
+                )
         try:
-            committed = await chat.append(self.principal, membership, frame.text, frame.type,
-                                          frame.reply_to, frame.client_id, frame.attachment_url)
+            committed = await chat.append(
+                self.principal,
+                membership,
+                frame.text,
+                frame.type,
+                frame.reply_to,
+                frame.client_id,
+                frame.attachment_url,
+            )
         except BaseException:
             if verdict is not None:  # nothing was stored: the send must not count
                 await limiter.release(self.principal.user_id, key, verdict.token)
@@ -237,8 +284,14 @@ class Session:
         if committed.duplicate and verdict is not None:  # a retry stores nothing new
             await limiter.release(self.principal.user_id, key, verdict.token)
         self.gateway.metrics.messages_in.inc()
-        return p.Ok(ref=frame.ref, channel=channel, id=committed.id, seq=committed.seq,
-                    created_at=committed.created_at, duplicate=committed.duplicate)
+        return p.Ok(
+            ref=frame.ref,
+            channel=channel,
+            id=committed.id,
+            seq=committed.seq,
+            created_at=committed.created_at,
+            duplicate=committed.duplicate,
+        )
 
     def _typing(self, channel: str) -> None:
         self._member(channel)
@@ -247,9 +300,14 @@ class Session:
         if now - self._typing_at.get(channel, 0.0) < TYPING_EVERY_S:
             return
         self._typing_at[channel] = now
-        self.gateway.announce(p.Event(channel=channel, kind="typing",
-                                      user_id=self.principal.user_id,
-                                      expires_in_ms=TYPING_TTL_MS))
+        self.gateway.announce(
+            p.Event(
+                channel=channel,
+                kind="typing",
+                user_id=self.principal.user_id,
+                expires_in_ms=TYPING_TTL_MS,
+            )
+        )
 
     # --- token --------------------------------------------------------------------------------
 
@@ -266,4 +324,3 @@ class Session:
         payload = p.encode(frame, binary=self.client.binary)
         self.client.write_frame(ws_frame(payload, self.client.binary))
         self.gateway.metrics.frames_out.inc()
-

@@ -79,7 +79,7 @@ _ENV: dict[str, tuple[str, type]] = {
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from `environ` (default os.environ); raise ConfigError naming the bad variable."""
+    """Settings from `environ` (default os.environ); ConfigError names any bad variable."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for name, (field, parser) in _ENV.items():

@@ -33,7 +33,7 @@ async def create_pool(
         init=setup_connection,
         server_settings={"application_name": application_name},
     )
-    return pool  # type: ignore[no-any-return]
+    return pool
 
 
 async def connect(dsn: str, *, application_name: str = "switchboard") -> asyncpg.Connection:

@@ -41,7 +41,7 @@ class _Formatter(logging.Formatter):
 
 
 class EventLog:
-    """A logger whose calls take an event name and key=value fields: `log.info("joined", user=u)`."""
+    """A logger taking an event name and key=value fields: `log.info("joined", user=u)`."""
 
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)

@@ -1,4 +1,4 @@
-"""Access tokens: compact HS256 JWTs signed with SWITCHBOARD_SECRET (claims sub, realm, exp, iat, jti).
+"""Access tokens: HS256 JWTs signed with SWITCHBOARD_SECRET (claims sub, realm, exp, iat, jti).
 
 The API issues them (`sign_access_token`); the gateway and the API verify them
 (`verify_access_token`), which raises Unauthorized or TokenExpired and never returns an
@@ -48,7 +48,7 @@ def _sign(secret: str, signing_input: bytes) -> bytes:
 def sign_access_token(
     secret: str, user_id: str, realm: str, ttl_s: int, *, now: float | None = None
 ) -> str:
-    """A token for `user_id` in `realm` valid for `ttl_s` seconds from `now` (default: the clock)."""
+    """A token for `user_id` in `realm`, valid `ttl_s` seconds from `now` (default: the clock)."""
     if realm not in REALMS:
         raise ValueError(f"unknown realm {realm!r}")
     issued = int(time.time() if now is None else now)

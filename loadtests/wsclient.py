@@ -27,8 +27,9 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 class BenchSocket(asyncio.Protocol):
     """One socket. `on_message(payload)` is called for every text/binary frame received."""
 
-    def __init__(self, path: str, host: str, on_message: Callable[[bytes], None] | None = None
-                 ) -> None:
+    def __init__(
+        self, path: str, host: str, on_message: Callable[[bytes], None] | None = None
+    ) -> None:
         self._request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
@@ -65,7 +66,7 @@ class BenchSocket(asyncio.Protocol):
             chunk = self._tail + data
             found = chunk.count(self.counting)
             # Keep a tail shorter than the marker, so a marker split across reads counts once.
-            self._tail = chunk[-(len(self.counting) - 1):]
+            self._tail = chunk[-(len(self.counting) - 1) :]
             if found:
                 self.counted += found
                 self.on_count(self.counted)
@@ -129,10 +130,12 @@ class BenchSocket(asyncio.Protocol):
             self.transport.close()
 
 
-async def open_socket(host: str, port: int, path: str,
-                      on_message: Callable[[bytes], None] | None = None) -> BenchSocket:
+async def open_socket(
+    host: str, port: int, path: str, on_message: Callable[[bytes], None] | None = None
+) -> BenchSocket:
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(lambda: BenchSocket(path, f"{host}:{port}",
-                                                                on_message), host, port)
+    _, proto = await loop.create_connection(
+        lambda: BenchSocket(path, f"{host}:{port}", on_message), host, port
+    )
     await proto.opened
     return proto

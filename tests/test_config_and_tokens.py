@@ -12,8 +12,9 @@ SECRET = "s" * 40
 
 
 def test_settings_defaults_and_overrides() -> None:
-    s = load_settings({"DATABASE_URL": "postgresql://x/y", "SWITCHBOARD_SECRET": SECRET,
-                       "GATEWAY_PORT": "9000"})
+    s = load_settings(
+        {"DATABASE_URL": "postgresql://x/y", "SWITCHBOARD_SECRET": SECRET, "GATEWAY_PORT": "9000"}
+    )
     assert s.gateway_port == 9000
     assert s.api_port == 8080
     assert s.redis_url is None

@@ -37,7 +37,7 @@ async def test_refuses_to_continue_when_an_applied_file_changed(
         assert await migrate(conn, tmp_path) == ["0001_a.sql", "0002_b.sql"]
         (tmp_path / "0001_a.sql").write_text("CREATE TABLE gateway_probe_a (id bigint);")
         (tmp_path / "0003_c.sql").write_text("CREATE TABLE gateway_probe_c (id int);")
-        with pytest.raises(MigrationError, match="0001_a.sql was changed"):
+        with pytest.raises(MigrationError, match=r"0001_a\.sql was changed"):
             await migrate(conn, tmp_path)
         assert await conn.fetchval("SELECT to_regclass('gateway_probe_c')") is None
     finally:
@@ -51,7 +51,7 @@ async def test_a_failing_file_is_rolled_back_and_not_recorded(
     (tmp_path / "0002_bad.sql").write_text("CREATE TABLE probe_half (id int); SELECT nope;")
     conn = await asyncpg.connect(empty_dsn)
     try:
-        with pytest.raises(MigrationError, match="0002_bad.sql failed"):
+        with pytest.raises(MigrationError, match=r"0002_bad\.sql failed"):
             await migrate(conn, tmp_path)
         assert await conn.fetchval("SELECT to_regclass('probe_half')") is None
         names = await conn.fetch("SELECT filename FROM gateway.schema_migrations")

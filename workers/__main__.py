@@ -18,8 +18,9 @@ async def _run() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=4,
-                             application_name="switchboard-worker")
+    pool = await create_pool(
+        settings.database_url, min_size=1, max_size=4, application_name="switchboard-worker"
+    )
     log.info("started")
     try:
         await stop.wait()

@@ -55,19 +55,40 @@ class Committed(msgspec.Struct, frozen=True):
 class ChatStore(Protocol):
     """Message storage of a chat namespace. Every method authorises against `membership`."""
 
-    async def append(self, principal: Principal, membership: Membership, text: str,
-                     type_: str, reply_to: uuid.UUID | None, client_id: str | None,
-                     attachment_url: str | None) -> Committed: ...
-    async def edit(self, principal: Principal, membership: Membership, message_id: uuid.UUID,
-                   text: str) -> Message: ...
-    async def delete(self, principal: Principal, membership: Membership,
-                     message_id: uuid.UUID, reason: str | None) -> Message: ...
-    async def pin(self, principal: Principal, membership: Membership, message_id: uuid.UUID,
-                  pinned: bool) -> Message: ...
-    async def flag(self, principal: Principal, membership: Membership, message_id: uuid.UUID,
-                   reason: str, description: str | None) -> None: ...
-    async def history(self, membership: Membership, before: int | None, after: int | None,
-                      limit: int) -> list[Message]: ...
+    async def append(
+        self,
+        principal: Principal,
+        membership: Membership,
+        text: str,
+        type_: str,
+        reply_to: uuid.UUID | None,
+        client_id: str | None,
+        attachment_url: str | None,
+    ) -> Committed: ...
+    async def edit(
+        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+    ) -> Message: ...
+    async def delete(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        reason: str | None,
+    ) -> Message: ...
+    async def pin(
+        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+    ) -> Message: ...
+    async def flag(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        reason: str,
+        description: str | None,
+    ) -> None: ...
+    async def history(
+        self, membership: Membership, before: int | None, after: int | None, limit: int
+    ) -> list[Message]: ...
     async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int: ...
 
 
@@ -89,8 +110,7 @@ class Namespace(Protocol):
 
     def chat(self) -> ChatStore | None: ...
 
-    async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int
-                              ) -> None:
+    async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
         """Record (in the ledger's transaction) how many distinct users are live in `channel`."""
         ...
 

@@ -87,7 +87,9 @@ class CommunityNamespace:
         await conn.execute(
             "UPDATE analyst.chat_channels SET active_members_count = $2"
             " WHERE id = $1::uuid AND active_members_count IS DISTINCT FROM $2",
-            channel.partition(":")[2], count)
+            channel.partition(":")[2],
+            count,
+        )
 
     def lock_sql(self) -> str:
         return LOCK_CHANNEL

@@ -32,13 +32,18 @@ class World:
 
 
 async def make_channel(db: asyncpg.Connection, analyst: uuid.UUID, **fields: object) -> uuid.UUID:
-    values: dict[str, object] = {"analyst_id": analyst, "channel_name": "Room",
-                                 "channel_type": "community", **fields}
+    values: dict[str, object] = {
+        "analyst_id": analyst,
+        "channel_name": "Room",
+        "channel_type": "community",
+        **fields,
+    }
     cols = ", ".join(values)
     params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
     channel_id = await db.fetchval(
         f"INSERT INTO analyst.chat_channels ({cols}) VALUES ({params}) RETURNING id",
-        *values.values())
+        *values.values(),
+    )
     assert isinstance(channel_id, uuid.UUID)
     return channel_id
 
@@ -66,8 +71,14 @@ async def start_gateway(dsn: str, secret: str) -> AsyncIterator[Starter]:
     started: list[GatewayProcess] = []
 
     async def start(**env: str) -> GatewayProcess:
-        full = {**os.environ, "DATABASE_URL": dsn, "SWITCHBOARD_SECRET": secret,
-                "GATEWAY_PORT": str(free_port()), "LOG_LEVEL": "INFO", **env}
+        full = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "SWITCHBOARD_SECRET": secret,
+            "GATEWAY_PORT": str(free_port()),
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
         full.pop("REDIS_URL", None) if "REDIS_URL" not in env else None
         process = GatewayProcess(full)
         await process.start()

@@ -36,8 +36,14 @@ class GatewayProcess:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", cwd=ROOT, env=self.env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "gateway",
+            cwd=ROOT,
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         assert self.proc.stderr is not None
         while True:
             line = await asyncio.wait_for(self.proc.stderr.readline(), 30)
@@ -87,8 +93,11 @@ class WsClient:
     async def _read(self) -> None:
         try:
             async for data in self.ws:
-                frame: Frame = (msgspec.msgpack.decode(data) if isinstance(data, bytes)
-                                else msgspec.json.decode(data))
+                frame: Frame = (
+                    msgspec.msgpack.decode(data)
+                    if isinstance(data, bytes)
+                    else msgspec.json.decode(data)
+                )
                 async with self._arrived:
                     self.inbox.append(frame)
                     self._arrived.notify_all()
@@ -123,8 +132,10 @@ class WsClient:
                     if test(frame):
                         return self.inbox.pop(i)
                 if self._reader.done():
-                    raise ConnectionError(f"socket closed ({self.ws.close_code}) while "
-                                          f"expecting {match!r}; inbox: {self.inbox[-5:]}")
+                    raise ConnectionError(
+                        f"socket closed ({self.ws.close_code}) while "
+                        f"expecting {match!r}; inbox: {self.inbox[-5:]}"
+                    )
                 await self._arrived.wait()
 
     def take_all(self, match: Callable[[Frame], bool] | str) -> list[Frame]:
@@ -137,7 +148,8 @@ class WsClient:
     async def reply(self, ref: int, timeout: float = 10) -> Frame:
         """The ok/error/pong answering `ref`."""
         return await self.expect(
-            lambda f: f.get("ref") == ref and f.get("op") in ("ok", "error", "pong"), timeout)
+            lambda f: f.get("ref") == ref and f.get("op") in ("ok", "error", "pong"), timeout
+        )
 
     async def call(self, op: str, **fields: Any) -> Frame:
         return await self.reply(await self.send(op, **fields))
@@ -157,6 +169,5 @@ class WsClient:
         await self._reader
 
 
-def token_for(secret: str, user_id: uuid.UUID | str, ttl: int = 600, realm: str = "analyst"
-              ) -> str:
+def token_for(secret: str, user_id: uuid.UUID | str, ttl: int = 600, realm: str = "analyst") -> str:
     return sign_access_token(secret, str(user_id), realm, ttl)

@@ -27,8 +27,9 @@ async def test_send_is_acked_after_commit_and_fans_out_to_members(
 ) -> None:
     alice, bob = await _pair(world, connect_as)
     ack = await alice.ok("send", channel=world.room, text="hello", client_id="c1")
-    row = await db.fetchrow("SELECT message, seq, user_id FROM analyst.chat_messages"
-                            " WHERE id = $1::uuid", ack["id"])
+    row = await db.fetchrow(
+        "SELECT message, seq, user_id FROM analyst.chat_messages WHERE id = $1::uuid", ack["id"]
+    )
     assert row is not None and row["message"] == "hello" and row["seq"] == ack["seq"] == 1
     got = await bob.expect("msg")
     assert (got["text"], got["seq"], got["user_id"]) == ("hello", 1, str(world.member))
@@ -44,8 +45,12 @@ async def test_sequence_is_gap_free_and_in_order_for_concurrent_senders(
     watcher = await connect_as(world.analyst)
     await watcher.ok("join", channel=world.room)
     await asyncio.gather(
-        *(c.ok("send", channel=world.room, text=f"{c is alice}-{i}")
-          for i in range(5) for c in (alice, bob)))
+        *(
+            c.ok("send", channel=world.room, text=f"{c is alice}-{i}")
+            for i in range(5)
+            for c in (alice, bob)
+        )
+    )
     seqs = [(await watcher.expect("msg"))["seq"] for _ in range(10)]
     assert seqs == list(range(1, 11))
 
@@ -167,7 +172,10 @@ async def test_resume_beyond_the_replay_limit_reports_not_recovered(
     await db.execute(
         "INSERT INTO analyst.chat_messages (channel_id, user_id, analyst_id, message)"
         " SELECT $1, $2, $3, 'bulk ' || g FROM generate_series(1, 1001) g",
-        world.channel, world.member, world.analyst)
+        world.channel,
+        world.member,
+        world.analyst,
+    )
     bob = await connect_as(world.other_member)
     ack = await bob.ok("join", channel=world.room, since=0)
     assert (ack["recovered"], ack["replayed"], ack["last_seq"]) == (False, 0, 1001)
@@ -199,20 +207,22 @@ async def test_delete_is_soft_and_allowed_to_author_analyst_and_admin_only(
     await owner.ok("delete", channel=world.room, id=two["id"], reason="spam")
     event = await bob.expect(lambda f: f.get("kind") == "deleted" and f["id"] == two["id"])
     assert (event["by"], event["reason"]) == (str(world.analyst), "spam")
-    row = await db.fetchrow("SELECT is_deleted, deleted_by, deletion_reason FROM"
-                            " analyst.chat_messages WHERE id = $1::uuid", two["id"])
+    row = await db.fetchrow(
+        "SELECT is_deleted, deleted_by, deletion_reason FROM"
+        " analyst.chat_messages WHERE id = $1::uuid",
+        two["id"],
+    )
     assert tuple(row) == (True, world.analyst, "spam")
     again = await alice.call("delete", channel=world.room, id=one["id"])
     assert again["code"] == "conflict"
     shown = (await bob.ok("history", channel=world.room))["messages"]
     assert [(m["deleted"], m["text"]) for m in shown] == [(True, ""), (True, "")]
     assert (await alice.call("edit", channel=world.room, id=one["id"], text="x"))["code"] == (
-        "conflict")
+        "conflict"
+    )
 
 
-async def test_admin_who_joined_may_delete_any_message(
-    world: World, connect_as: Connect
-) -> None:
+async def test_admin_who_joined_may_delete_any_message(world: World, connect_as: Connect) -> None:
     alice = await connect_as(world.member)
     admin = await connect_as(world.admin)
     await alice.ok("join", channel=world.room)
@@ -232,13 +242,15 @@ async def test_pin_and_unpin_by_the_analyst_only(
     await owner.ok("pin", channel=world.room, id=sent["id"])
     event = await bob.expect(lambda f: f.get("kind") == "pinned")
     assert (event["id"], event["by"]) == (sent["id"], str(world.analyst))
-    row = await db.fetchrow("SELECT is_pinned, pinned_by FROM analyst.chat_messages"
-                            " WHERE id = $1::uuid", sent["id"])
+    row = await db.fetchrow(
+        "SELECT is_pinned, pinned_by FROM analyst.chat_messages WHERE id = $1::uuid", sent["id"]
+    )
     assert tuple(row) == (True, world.analyst)
     await owner.ok("unpin", channel=world.room, id=sent["id"])
     await bob.expect(lambda f: f.get("kind") == "unpinned")
-    assert not await db.fetchval("SELECT is_pinned FROM analyst.chat_messages"
-                                 " WHERE id = $1::uuid", sent["id"])
+    assert not await db.fetchval(
+        "SELECT is_pinned FROM analyst.chat_messages WHERE id = $1::uuid", sent["id"]
+    )
     missing = await owner.call("pin", channel=world.room, id=str(uuid.uuid4()))
     assert missing["code"] == "not_found"
 
@@ -252,11 +264,15 @@ async def test_flag_marks_the_message_and_opens_one_moderation_case(
     assert own["code"] == "forbidden"
     await bob.ok("flag", channel=world.room, id=sent["id"], reason="spam", description="ad")
     await bob.ok("flag", channel=world.room, id=sent["id"], reason="spam")
-    row = await db.fetchrow("SELECT is_flagged, flagged_by, flagged_reason FROM"
-                            " analyst.chat_messages WHERE id = $1::uuid", sent["id"])
+    row = await db.fetchrow(
+        "SELECT is_flagged, flagged_by, flagged_reason FROM"
+        " analyst.chat_messages WHERE id = $1::uuid",
+        sent["id"],
+    )
     assert tuple(row) == (True, world.other_member, "spam")
-    cases = await db.fetch("SELECT reported_by, flagged_entity_type, flag_reason, status"
-                           " FROM analyst.moderation_flags")
+    cases = await db.fetch(
+        "SELECT reported_by, flagged_entity_type, flag_reason, status FROM analyst.moderation_flags"
+    )
     assert [tuple(c) for c in cases] == [(world.other_member, "chat_message", "spam", "pending")]
 
 
@@ -272,9 +288,11 @@ async def test_read_position_is_stored_monotonic_and_announced(
     assert (await bob.ok("read", channel=world.room, seq=1))["seq"] == 2
     beyond = await bob.call("read", channel=world.room, seq=99)
     assert beyond["code"] == "bad_request"
-    stored = await db.fetchval("SELECT last_read_seq FROM gateway.channel_reads"
-                               " WHERE channel = $1 AND user_id = $2",
-                               world.room, world.other_member)
+    stored = await db.fetchval(
+        "SELECT last_read_seq FROM gateway.channel_reads WHERE channel = $1 AND user_id = $2",
+        world.room,
+        world.other_member,
+    )
     assert stored == 2
 
 

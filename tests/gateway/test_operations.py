@@ -33,8 +33,10 @@ async def test_two_gateway_processes_share_fan_out_order_and_rate_limits(
     watcher = await _open(two, secret, world.analyst)
     for client in (alice, bob, watcher):
         await client.ok("join", channel=world.room)
-    await asyncio.gather(*(alice.ok("send", channel=world.room, text=f"a{i}") for i in range(2)),
-                         *(bob.ok("send", channel=world.room, text=f"b{i}") for i in range(2)))
+    await asyncio.gather(
+        *(alice.ok("send", channel=world.room, text=f"a{i}") for i in range(2)),
+        *(bob.ok("send", channel=world.room, text=f"b{i}") for i in range(2)),
+    )
     for client in (alice, bob, watcher):
         seqs = [(await client.expect("msg"))["seq"] for _ in range(4)]
         assert seqs == [1, 2, 3, 4]
@@ -46,16 +48,22 @@ async def test_two_gateway_processes_share_fan_out_order_and_rate_limits(
     assert (await bob.call("send", channel=world.room, text="b4"))["code"] == "rate_limited"
     assert (await alice.call("send", channel=world.room, text="a4"))["code"] == "rate_limited"
     presence = await watcher.ok("presence", channel=world.room)
-    assert set(presence["users"]) == {str(world.member), str(world.other_member),
-                                      str(world.analyst)}
+    assert set(presence["users"]) == {
+        str(world.member),
+        str(world.other_member),
+        str(world.analyst),
+    }
 
 
 async def test_a_slow_consumer_is_closed_with_4008_and_others_keep_receiving(
     world: World, start_gateway: Starter, secret: str, db: asyncpg.Connection
 ) -> None:
     await db.execute("UPDATE analyst.chat_channels SET is_rate_limited = false")
-    gw = await start_gateway(GATEWAY_SLOW_CONSUMER_BYTES="65536",
-                             GATEWAY_FRAMES_PER_SECOND="100000", GATEWAY_FRAME_BURST="100000")
+    gw = await start_gateway(
+        GATEWAY_SLOW_CONSUMER_BYTES="65536",
+        GATEWAY_FRAMES_PER_SECOND="100000",
+        GATEWAY_FRAME_BURST="100000",
+    )
     sender = await _open(gw, secret, world.member)
     fast = await _open(gw, secret, world.analyst)
     slow = await WsClient.open(gw.url, token_for(secret, world.other_member), max_queue=None)
@@ -64,9 +72,8 @@ async def test_a_slow_consumer_is_closed_with_4008_and_others_keep_receiving(
     slow.ws.transport.pause_reading()  # stops reading: the server's buffer for it fills up
     big = "\U0001f600" * 2000  # 8,000 bytes of UTF-8
     count = 0
-    while not gw_metric(gw, "switchboard_slow_consumer_closes_total"):
-        await asyncio.gather(*(sender.ok("send", channel=world.room, text=big)
-                               for _ in range(50)))
+    while not await gw_metric(gw, "switchboard_slow_consumer_closes_total"):
+        await asyncio.gather(*(sender.ok("send", channel=world.room, text=big) for _ in range(50)))
         count += 50
         assert count < 5000, "the slow consumer was never detected"
     slow.ws.transport.resume_reading()
@@ -79,12 +86,22 @@ async def test_a_slow_consumer_is_closed_with_4008_and_others_keep_receiving(
     assert ack["replayed"] == 3
 
 
-def gw_metric(gw: GatewayProcess, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{gw.port}/metrics", timeout=5) as reply:
+def _status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - http to loopback
+        return int(reply.status)
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def gw_metric(gw: GatewayProcess, name: str) -> float:
+    """A metric's value read from the gateway's /metrics endpoint."""
+    return await asyncio.to_thread(_metric, gw.port, name)
 
 
 async def test_graceful_shutdown_acks_accepted_sends_and_closes_with_1001(
@@ -93,8 +110,7 @@ async def test_graceful_shutdown_acks_accepted_sends_and_closes_with_1001(
     gw = await start_gateway()
     alice = await _open(gw, secret, world.member)
     await alice.ok("join", channel=world.room)
-    refs = [await alice.send("send", channel=world.room, text=f"last words {i}")
-            for i in range(5)]
+    refs = [await alice.send("send", channel=world.room, text=f"last words {i}") for i in range(5)]
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGTERM)
     replies = [await alice.reply(ref) for ref in refs]
@@ -110,13 +126,12 @@ async def test_graceful_shutdown_acks_accepted_sends_and_closes_with_1001(
 async def test_health_and_metrics_endpoints(
     world: World, gw: GatewayProcess, connect_as: Connect
 ) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{gw.port}/healthz", timeout=5) as reply:
-        assert reply.status == 200
+    assert await asyncio.to_thread(_status, f"http://127.0.0.1:{gw.port}/healthz") == 200
     alice = await connect_as(world.member)
     await alice.ok("join", channel=world.room)
     await alice.ok("send", channel=world.room, text="count me")
     await alice.expect("msg")
-    assert gw_metric(gw, "switchboard_connections") == 1
-    assert gw_metric(gw, "switchboard_messages_in_total") == 1
-    assert gw_metric(gw, "switchboard_deliveries_total") >= 1
-    assert gw_metric(gw, "switchboard_fanout_latency_seconds_count") >= 1
+    assert await gw_metric(gw, "switchboard_connections") == 1
+    assert await gw_metric(gw, "switchboard_messages_in_total") == 1
+    assert await gw_metric(gw, "switchboard_deliveries_total") >= 1
+    assert await gw_metric(gw, "switchboard_fanout_latency_seconds_count") >= 1

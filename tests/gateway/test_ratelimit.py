@@ -22,8 +22,29 @@ Connect = Callable[..., Awaitable[WsClient]]
 
 # Simulated send attempts (ms): a burst past the limit, attempts inside and exactly at the
 # window's edge, a quiet spell, and a second burst.
-ATTEMPTS_MS = [0, 100, 200, 300, 400, 500, 30_000, 59_999, 60_000, 60_050, 60_100, 60_200,
-               60_300, 60_400, 61_000, 119_999, 120_000, 120_001, 180_500, 180_501, 180_502]
+ATTEMPTS_MS = [
+    0,
+    100,
+    200,
+    300,
+    400,
+    500,
+    30_000,
+    59_999,
+    60_000,
+    60_050,
+    60_100,
+    60_200,
+    60_300,
+    60_400,
+    61_000,
+    119_999,
+    120_000,
+    120_001,
+    180_500,
+    180_501,
+    180_502,
+]
 LIMIT = 4
 
 
@@ -38,8 +59,13 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[ChatRateLimit
     await client.aclose()
 
 
-async def _sql_allows(db: asyncpg.Connection, sent: dict[uuid.UUID, int], now_ms: int,
-                      user: uuid.UUID, channel: uuid.UUID) -> bool:
+async def _sql_allows(
+    db: asyncpg.Connection,
+    sent: dict[uuid.UUID, int],
+    now_ms: int,
+    user: uuid.UUID,
+    channel: uuid.UUID,
+) -> bool:
     """check_chat_rate_limit at simulated time now_ms: every stored message is re-dated
     relative to the transaction's now(), then the function is asked in that transaction."""
     async with db.transaction():
@@ -48,9 +74,13 @@ async def _sql_allows(db: asyncpg.Connection, sent: dict[uuid.UUID, int], now_ms
                 "UPDATE analyst.chat_messages m SET created_at = now() - make_interval("
                 " secs => (($1::bigint - s.at) / 1000.0)::double precision)"
                 " FROM unnest($2::uuid[], $3::bigint[]) AS s(id, at) WHERE m.id = s.id",
-                now_ms, list(sent), list(sent.values()))
-        allowed = await db.fetchval("SELECT analyst.check_chat_rate_limit($1, $2, $3)",
-                                    user, channel, LIMIT)
+                now_ms,
+                list(sent),
+                list(sent.values()),
+            )
+        allowed = await db.fetchval(
+            "SELECT analyst.check_chat_rate_limit($1, $2, $3)", user, channel, LIMIT
+        )
     return bool(allowed)
 
 
@@ -66,8 +96,11 @@ async def test_gateway_limiter_and_sql_function_agree_at_every_step(
         if verdict.allowed:
             message_id = await db.fetchval(
                 "INSERT INTO analyst.chat_messages (channel_id, user_id, analyst_id, message)"
-                " VALUES ($1, $2, $3, 'x') RETURNING id", world.channel, world.member,
-                world.analyst)
+                " VALUES ($1, $2, $3, 'x') RETURNING id",
+                world.channel,
+                world.member,
+                world.analyst,
+            )
             sent[message_id] = now_ms
     assert [(t, s) for t, s, _ in verdicts] == [(t, g) for t, _, g in verdicts]
     # The sequence really exercised both answers, and the window's edge.
@@ -90,8 +123,9 @@ async def test_send_over_the_channel_limit_gets_rate_limited_with_retry_after(
     world: World, connect_as: Connect, db: asyncpg.Connection
 ) -> None:
     await db.execute("UPDATE analyst.chat_channels SET message_rate_limit = 3")
-    other_room = await make_channel(db, world.analyst, require_subscription=False,
-                                    message_rate_limit=3)
+    other_room = await make_channel(
+        db, world.analyst, require_subscription=False, message_rate_limit=3
+    )
     alice = await connect_as(world.member)
     bob = await connect_as(world.other_member)
     for client in (alice, bob):
@@ -104,18 +138,23 @@ async def test_send_over_the_channel_limit_gets_rate_limited_with_retry_after(
     assert 0 < refused["retry_after_ms"] <= 60_001
     assert (await bob.call("send", channel=world.room, text="mine"))["op"] == "ok"
     assert (await alice.call("send", channel=f"community:{other_room}", text="x"))["op"] == "ok"
-    stored = await db.fetchval("SELECT count(*) FROM analyst.chat_messages WHERE user_id = $1"
-                               " AND channel_id = $2", world.member, world.channel)
+    stored = await db.fetchval(
+        "SELECT count(*) FROM analyst.chat_messages WHERE user_id = $1 AND channel_id = $2",
+        world.member,
+        world.channel,
+    )
     assert stored == 3
-    assert not await db.fetchval("SELECT analyst.check_chat_rate_limit($1, $2, 3)",
-                                 world.member, world.channel)
+    assert not await db.fetchval(
+        "SELECT analyst.check_chat_rate_limit($1, $2, 3)", world.member, world.channel
+    )
 
 
 async def test_unlimited_channel_accepts_more_than_the_default(
     world: World, connect_as: Connect, db: asyncpg.Connection
 ) -> None:
-    await db.execute("UPDATE analyst.chat_channels SET is_rate_limited = false,"
-                     " message_rate_limit = 1")
+    await db.execute(
+        "UPDATE analyst.chat_channels SET is_rate_limited = false, message_rate_limit = 1"
+    )
     alice = await connect_as(world.member)
     await alice.ok("join", channel=world.room)
     for i in range(3):
