@@ -4,6 +4,7 @@ welcome and the automatic user stream, token expiry with its grace (4002) and `r
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -64,7 +65,9 @@ async def assert_refused(client: WsClient) -> Frame:
     assert error["op"] == "error", error
     assert error["code"] == "unauthorized"
     assert error["message"]
+    assert "ref" not in error
     assert await client.closed() == CLOSE_UNAUTHORIZED
+    assert client.ws.close_reason == error["message"][:120]
     assert not any(f.get("op") == "welcome" for f in client.inbox)
     return error
 
@@ -91,7 +94,7 @@ async def test_a_valid_token_gets_welcome_then_the_user_stream(
 
     assert welcome["realm"] == "analyst"
     assert welcome["expires_at"] == verify_access_token(secret, token).exp
-    assert isinstance(welcome["session_id"], str) and welcome["session_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", welcome["session_id"]), welcome
     assert before_ms - 1000 <= welcome["server_time"] <= after_ms + 1000
     assert welcome["max_frame_bytes"] == 4096
     assert welcome["frames_per_second"] == 7
@@ -132,6 +135,7 @@ async def test_no_token_and_no_auth_frame_within_the_timeout_is_unauthorized(
     started = time.monotonic()
     error = await asyncio.wait_for(client.expect("error"), 10)
     assert error["code"] == "unauthorized"
+    assert error["message"] == "no `auth` frame within 0.5 s"
     await asyncio.wait_for(client.ws.wait_closed(), 10)
     assert client.ws.close_code == CLOSE_UNAUTHORIZED
     assert time.monotonic() - started < 5  # the configured 0.5 s, not the 5 s default
@@ -165,18 +169,18 @@ async def _bad_token(kind: str, db: asyncpg.Connection, secret: str) -> str:
     raise AssertionError(kind)
 
 
-BAD_TOKENS = [
-    "garbage",
-    "three_garbage_parts",
-    "signed_with_another_secret",
-    "payload_of_another_token",
-    "unknown_user",
-    "subject_not_a_uuid",
-    "inactive_user",
-    "soft_deleted_user",
-    "realm_not_served",
-    "expired",
-]
+BAD_TOKENS = {  # kind -> the documented refusal message
+    "garbage": "token is malformed",
+    "three_garbage_parts": "token signature is invalid",
+    "signed_with_another_secret": "token signature is invalid",
+    "payload_of_another_token": "token signature is invalid",
+    "unknown_user": "user does not exist",
+    "subject_not_a_uuid": "token subject is not a user id",
+    "inactive_user": "user is not active",
+    "soft_deleted_user": "user does not exist",
+    "realm_not_served": "realm 'academy' is not served by this gateway",
+    "expired": "token has expired",
+}
 
 
 @pytest.mark.parametrize("via", ["query", "auth_frame"])
@@ -185,7 +189,8 @@ async def test_a_bad_token_is_refused_with_4001(
     db: asyncpg.Connection, gw: GatewayProcess, secret: str, kind: str, via: str
 ) -> None:
     client = await open_authenticated(gw.url, await _bad_token(kind, db, secret), via)
-    await assert_refused(client)
+    error = await assert_refused(client)
+    assert error["message"] == BAD_TOKENS[kind]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +225,8 @@ async def test_a_first_frame_that_is_not_auth_is_refused_with_4001(
     if isinstance(first, str):
         first = first.replace("TOKEN", token_for(secret, world.member))
     await client.raw(first)
-    await assert_refused(client)
+    error = await assert_refused(client)
+    assert error["message"].startswith("the first frame must be `auth`"), error
 
 
 async def test_a_refused_socket_does_not_take_the_gateway_down(
