@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.keys import POOL, SETTINGS
-from api.routes import health
+from api import openapi
+from api.errors import errors_middleware
+from api.keys import OTP_SENDERS, POOL, SETTINGS
+from api.otp import LogSmsSender, OtpSenders, SmtpOtpSender
+from api.routes import auth, health
 from kernel.config import Settings
 from kernel.db import create_pool
 
@@ -24,10 +27,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The API application; its pool opens on startup and closes on cleanup."""
-    app = web.Application(client_max_size=1024 * 1024)
+def create_app(settings: Settings, otp_senders: OtpSenders | None = None) -> web.Application:
+    """The API application; its pool opens on startup and closes on cleanup. OTP codes go
+    by SMTP (SMTP_URL) and to the SMS sender, which by default writes them to the log."""
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_middleware])
     app[SETTINGS] = settings
+    app[OTP_SENDERS] = otp_senders or OtpSenders(
+        email=SmtpOtpSender(settings.smtp_url, settings.mail_from), sms=LogSmsSender()
+    )
     app.cleanup_ctx.append(_database)
-    app.add_routes(health.routes)
+    for table in (health.routes, openapi.routes, auth.routes):
+        app.add_routes(table)
     return app

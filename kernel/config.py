@@ -18,6 +18,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 30 * 24 * 3600
+    bcrypt_rounds: int = 12
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8765
     api_host: str = "127.0.0.1"
@@ -51,6 +52,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "REDIS_URL": ("redis_url", str),
     "ACCESS_TOKEN_TTL": ("access_token_ttl_s", int),
     "REFRESH_TOKEN_TTL": ("refresh_token_ttl_s", int),
+    "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
     "GATEWAY_HOST": ("gateway_host", str),
     "GATEWAY_PORT": ("gateway_port", int),
     "API_HOST": ("api_host", str),

@@ -1,0 +1,158 @@
+"""The OpenAPI 3.1 document, built from the endpoint registry and the msgspec types it names,
+served at GET /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from api.endpoints import REGISTRY, Endpoint, endpoint
+
+routes = web.RouteTableDef()
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "enum": [
+                        "bad_request",
+                        "unauthorized",
+                        "forbidden",
+                        "not_found",
+                        "rate_limited",
+                        "too_large",
+                        "conflict",
+                        "unavailable",
+                        "internal",
+                    ],
+                },
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    429: "Rate limited",
+    503: "Unavailable",
+}
+
+
+def _operation(spec: Endpoint, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "operationId": f"{spec.method.lower()}_{spec.path}".replace("/", "_")
+        .replace("{", "")
+        .replace("}", "")
+        .replace("-", "_"),
+    }
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _path_params(spec.path)
+    ]
+    if spec.query is not None:
+        schema = refs[spec.query]
+        target = _COMPONENTS.get(spec.query.__name__, schema)
+        for name, prop in target.get("properties", {}).items():
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in target.get("required", []),
+                    "schema": prop,
+                }
+            )
+    if params:
+        op["parameters"] = params
+    if spec.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[spec.body]}},
+        }
+    responses: dict[str, Any] = {}
+    ok: dict[str, Any] = {"description": _REASONS.get(spec.status, "OK")}
+    if spec.response is not None and spec.status != 204:
+        ok["content"] = {"application/json": {"schema": refs[spec.response]}}
+    responses[str(spec.status)] = ok
+    for status in sorted({*spec.errors, 400, *((401,) if spec.auth else ())}):
+        responses[str(status)] = {
+            "description": _REASONS.get(status, "Error"),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    op["responses"] = responses
+    if spec.auth:
+        op["security"] = [{"bearer": []}]
+    return op
+
+
+def _path_params(path: str) -> list[str]:
+    return [
+        part[1:-1].split(":")[0]
+        for part in path.split("/")
+        if part.startswith("{") and part.endswith("}")
+    ]
+
+
+_COMPONENTS: dict[str, Any] = {}
+
+
+def build_document() -> dict[str, Any]:
+    types = sorted(
+        {t for s in REGISTRY for t in (s.body, s.query, s.response) if t}, key=lambda t: t.__name__
+    )  # dict (this document) is a plain object
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    _COMPONENTS.clear()
+    _COMPONENTS.update(components)
+    refs = dict(zip(types, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in REGISTRY:
+        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard API",
+            "version": "1",
+            "description": "REST sidecar of the Switchboard gateway (analyst realm).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {**components, "Error": _ERROR_SCHEMA},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/openapi.json",
+    summary="This document",
+    tag="operations",
+    response=dict,
+    auth=False,
+)
+async def openapi(request: web.Request) -> dict[str, Any]:
+    return build_document()
