@@ -10,7 +10,23 @@ from api import openapi
 from api.errors import errors_middleware
 from api.keys import OTP_SENDERS, POOL, SETTINGS
 from api.otp import LogSmsSender, OtpSenders, SmtpOtpSender
-from api.routes import auth, health
+from api.routes import (
+    auth,
+    bookmarks,
+    channels,
+    discounts,
+    health,
+    inbox,
+    invites,
+    moderation,
+    payments,
+    posts,
+    profiles,
+    reviews,
+    subscriptions,
+    support,
+    tiers,
+)
 from kernel.config import Settings
 from kernel.db import create_pool
 
@@ -36,6 +52,7 @@ def create_app(settings: Settings, otp_senders: OtpSenders | None = None) -> web
         email=SmtpOtpSender(settings.smtp_url, settings.mail_from), sms=LogSmsSender()
     )
     app.cleanup_ctx.append(_database)
-    for table in (health.routes, openapi.routes, auth.routes):
-        app.add_routes(table)
+    for module in (health, openapi, auth, profiles, tiers, subscriptions, payments, discounts,
+                   invites, posts, bookmarks, reviews, moderation, support, inbox, channels):
+        app.add_routes(module.routes)
     return app

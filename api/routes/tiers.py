@@ -1,0 +1,7 @@
+"""(to be written)"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
