@@ -135,3 +135,28 @@ async def test_health_and_metrics_endpoints(
     assert await gw_metric(gw, "switchboard_messages_in_total") == 1
     assert await gw_metric(gw, "switchboard_deliveries_total") >= 1
     assert await gw_metric(gw, "switchboard_fanout_latency_seconds_count") >= 1
+
+
+async def test_gateway_processes_share_one_port_and_one_room(
+    world: World, start_gateway: Starter, redis_url: str, secret: str, db: asyncpg.Connection
+) -> None:
+    await db.execute("UPDATE analyst.chat_channels SET is_rate_limited = false")
+    gw = await start_gateway(REDIS_URL=redis_url, GATEWAY_PROCESSES="2")
+    async with asyncio.timeout(30):  # the second process registers its node when it is up
+        while await db.fetchval("SELECT count(*) FROM gateway.nodes") < 2:
+            await asyncio.sleep(0.05)
+    users = [world.member, world.other_member, world.analyst, world.admin]
+    clients: list[WsClient] = []
+    # The kernel spreads connections over the processes by hash: keep connecting until both
+    # hold members (40 sockets all landing on one process has odds of 2 in 10^12).
+    while len(clients) < 40:
+        client = await _open(gw, secret, users[len(clients) % len(users)])
+        await client.ok("join", channel=world.room)
+        clients.append(client)
+        if await db.fetchval("SELECT count(DISTINCT node_id) FROM gateway.live_members") == 2:
+            break
+    assert await db.fetchval("SELECT count(DISTINCT node_id) FROM gateway.live_members") == 2
+    sent = await clients[0].ok("send", channel=world.room, text="to everyone on both")
+    for client in clients:
+        got = await client.expect("msg")
+        assert got["id"] == sent["id"]
