@@ -28,6 +28,7 @@ class GatewayProcess:
         self.port = int(env["GATEWAY_PORT"])
         self.proc: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
+        self._logged = asyncio.Condition()
         self._drain: asyncio.Task[None] | None = None
 
     @property
@@ -57,7 +58,15 @@ class GatewayProcess:
     async def _keep_reading(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         async for line in self.proc.stderr:
-            self.log.append(line.decode())
+            async with self._logged:
+                self.log.append(line.decode())
+                self._logged.notify_all()
+
+    async def logged(self, fragment: str, times: int = 1, timeout: float = 30) -> None:
+        """Wait until `fragment` appeared in `times` log lines (children log here too)."""
+        async with asyncio.timeout(timeout), self._logged:
+            await self._logged.wait_for(
+                lambda: sum(fragment in line for line in self.log) >= times)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None or self.proc.returncode is not None:
