@@ -22,8 +22,6 @@ from kernel.logs import EventLog
 
 log = EventLog("gateway.presence")
 
-HEARTBEAT_S = 5.0
-NODE_TTL_S = 20.0
 
 CountHook = Callable[[asyncpg.Connection, str, int], Awaitable[None]]
 
@@ -43,9 +41,19 @@ SELECT count(DISTINCT lm.user_id)
 class PresenceLedger:
     """This node's view: local socket counts per (channel, user), mirrored into Postgres."""
 
-    def __init__(self, pool: asyncpg.Pool, node_id: str | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        node_id: str | None = None,
+        *,
+        heartbeat_s: float = 5.0,
+        node_ttl_s: float = 20.0,
+    ) -> None:
+        """`node_ttl_s` without a heartbeat and a node counts as dead (and is swept)."""
         self.pool = pool
         self.node_id = node_id or f"gw-{uuid.uuid4().hex[:12]}"
+        self.heartbeat_s = heartbeat_s
+        self.node_ttl_s = node_ttl_s
         self._local: Counter[tuple[str, str]] = Counter()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
@@ -67,7 +75,7 @@ class PresenceLedger:
 
     async def _heartbeat(self, sweep: Callable[[list[str]], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self.heartbeat_s)
             try:
                 await self.pool.execute(
                     "UPDATE gateway.nodes SET heartbeat_at = now() WHERE node_id = $1", self.node_id
@@ -77,7 +85,7 @@ class PresenceLedger:
                     "  WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING node_id)"
                     " SELECT DISTINCT lm.channel FROM gateway.live_members lm"
                     "  JOIN dead USING (node_id)",
-                    NODE_TTL_S,
+                    self.node_ttl_s,
                 )
                 if rows:
                     await sweep([r["channel"] for r in rows])
@@ -118,7 +126,7 @@ class PresenceLedger:
                 if lock_sql:
                     await conn.execute(lock_sql, lock_arg)
                 if cap is not None:
-                    present = await conn.fetchval(_COUNT_OTHERS, channel, NODE_TTL_S, user_id)
+                    present = await conn.fetchval(_COUNT_OTHERS, channel, self.node_ttl_s, user_id)
                     if present >= cap:
                         raise Forbidden(f"channel is full ({cap} members)")
                 await conn.execute(
@@ -129,7 +137,7 @@ class PresenceLedger:
                     self.node_id,
                     counted,
                 )
-                await on_count(conn, channel, await conn.fetchval(_COUNT, channel, NODE_TTL_S))
+                await on_count(conn, channel, await conn.fetchval(_COUNT, channel, self.node_ttl_s))
             self._local[key] = 1
             return True
 
@@ -161,7 +169,7 @@ class PresenceLedger:
                     user_id,
                     self.node_id,
                 )
-                await on_count(conn, channel, await conn.fetchval(_COUNT, channel, NODE_TTL_S))
+                await on_count(conn, channel, await conn.fetchval(_COUNT, channel, self.node_ttl_s))
         lock = self._locks.get(key)
         if lock is not None and not lock.locked() and self._local.get(key, 0) == 0:
             del self._locks[key]
@@ -169,7 +177,7 @@ class PresenceLedger:
 
     async def recount(self, channel: str, on_count: CountHook) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await on_count(conn, channel, await conn.fetchval(_COUNT, channel, NODE_TTL_S))
+            await on_count(conn, channel, await conn.fetchval(_COUNT, channel, self.node_ttl_s))
 
     async def who(self, channel: str) -> list[str]:
         rows = await self.pool.fetch(
@@ -177,6 +185,6 @@ class PresenceLedger:
             " USING (node_id) WHERE lm.channel = $1"
             " AND n.heartbeat_at > now() - make_interval(secs => $2) ORDER BY 1",
             channel,
-            NODE_TTL_S,
+            self.node_ttl_s,
         )
         return [str(r["user_id"]) for r in rows]

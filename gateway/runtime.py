@@ -84,7 +84,12 @@ class Gateway:
             on_delivered=lambda n, sent: self.metrics.delivered(n, sent, time.time()),
         )
         await self.bus.start(self.hub.on_bus)
-        self.presence = PresenceLedger(self.pool, self.node_id)
+        self.presence = PresenceLedger(
+            self.pool,
+            self.node_id,
+            heartbeat_s=s.gateway_heartbeat_s,
+            node_ttl_s=s.gateway_node_ttl_s,
+        )
         await self.presence.start(self._recount)
         self._listener = await connect(s.database_url, application_name="switchboard-listen")
         await self._listener.add_listener(MEMBERSHIP_CHANNEL, self._on_notice)

@@ -31,6 +31,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_frames_per_second: int = 50
     gateway_frame_burst: int = 100
     gateway_ping_interval_s: float = 20.0
+    gateway_heartbeat_s: float = 5.0
+    gateway_node_ttl_s: float = 20.0
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "INFO"
@@ -65,6 +67,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "GATEWAY_FRAMES_PER_SECOND": ("gateway_frames_per_second", int),
     "GATEWAY_FRAME_BURST": ("gateway_frame_burst", int),
     "GATEWAY_PING_INTERVAL": ("gateway_ping_interval_s", float),
+    "GATEWAY_HEARTBEAT": ("gateway_heartbeat_s", float),
+    "GATEWAY_NODE_TTL": ("gateway_node_ttl_s", float),
     "DB_POOL_MIN": ("db_pool_min", int),
     "DB_POOL_MAX": ("db_pool_max", int),
     "LOG_LEVEL": ("log_level", str),

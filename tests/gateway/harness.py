@@ -65,8 +65,7 @@ class GatewayProcess:
     async def logged(self, fragment: str, times: int = 1, timeout: float = 30) -> None:
         """Wait until `fragment` appeared in `times` log lines (children log here too)."""
         async with asyncio.timeout(timeout), self._logged:
-            await self._logged.wait_for(
-                lambda: sum(fragment in line for line in self.log) >= times)
+            await self._logged.wait_for(lambda: sum(fragment in line for line in self.log) >= times)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None or self.proc.returncode is not None:

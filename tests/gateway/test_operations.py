@@ -158,3 +158,33 @@ async def test_gateway_processes_share_one_port_and_one_room(
     for client in clients:
         got = await client.expect("msg")
         assert got["id"] == sent["id"]
+
+
+async def test_presence_and_member_counts_expire_when_a_gateway_process_dies(
+    world: World, start_gateway: Starter, redis_url: str, secret: str, db: asyncpg.Connection
+) -> None:
+    fast = {"REDIS_URL": redis_url, "GATEWAY_HEARTBEAT": "0.2", "GATEWAY_NODE_TTL": "1"}
+    doomed = await start_gateway(**fast)
+    survivor = await start_gateway(**fast)
+    alice = await _open(doomed, secret, world.member)
+    bob = await _open(survivor, secret, world.other_member)
+    await alice.ok("join", channel=world.room)
+    await bob.ok("join", channel=world.room)
+    before = await bob.ok("presence", channel=world.room)
+    assert set(before["users"]) == {str(world.member), str(world.other_member)}
+    assert await db.fetchval("SELECT active_members_count FROM analyst.chat_channels") == 2
+    assert doomed.proc is not None
+    doomed.proc.kill()  # no goodbye: only the missing heartbeat can tell
+    # Nothing announces a death: ask until the survivor's sweep has removed alice.
+    users: list[str] = before["users"]
+    for _ in range(100):
+        users = (await bob.ok("presence", channel=world.room))["users"]
+        if users == [str(world.other_member)]:
+            break
+        await asyncio.sleep(0.1)
+    assert users == [str(world.other_member)]
+    for _ in range(100):
+        if await db.fetchval("SELECT active_members_count FROM analyst.chat_channels") == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert await db.fetchval("SELECT active_members_count FROM analyst.chat_channels") == 1
