@@ -24,9 +24,9 @@ PEERS = [("Node socket.io", 126_000), ("websockets.broadcast", 77_000), ("python
 # The sizes of scripts/bench.sh (`make bench`), offered when a result file is missing.
 DEFAULT_ARGS = {
     "idle": "idle --sockets 15000",
-    "fanout-1p": "fanout --processes 1 --subscribers 100 500 1000 2000",
-    "fanout-2p": "fanout --processes 2 --subscribers 100 500 1000 2000",
-    "latency": "latency --rates 250 500 1000 1500",
+    "fanout-1p": "fanout --processes 1 --subscribers 100 500 1000 2000 --messages 1000",
+    "fanout-2p": "fanout --processes 2 --subscribers 100 500 1000 2000 --messages 1000",
+    "latency": "latency --rates 250 500 1000 1500 2000",
 }
 Result = dict[str, Any]
 
