@@ -315,6 +315,12 @@ def render(results: Path, out: Path) -> str:
         " per recipient. So the fan-out figures are a ceiling for busy rooms, not a rate every"
         " room gets.",
         "",
+        "Two gateway processes deliver fewer messages per second than one here. On this 2-core"
+        " machine the two processes, Redis, Postgres and the load generator share two cores,"
+        " and each message crosses Redis once more and is coalesced less (the Redis reader"
+        " hands over messages one by one). Several processes pay off when they have cores of"
+        " their own, and they are what lets sockets and rooms outgrow one process at all.",
+        "",
     ]
     if not plots:
         parts += ["Plots need `pip install matplotlib`; this page has the tables only.", ""]
