@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from api.endpoints import REGISTRY, Endpoint, endpoint
+from kernel.errors import ERROR_CODES
 
 routes = web.RouteTableDef()
 
@@ -22,17 +23,7 @@ _ERROR_SCHEMA = {
             "properties": {
                 "code": {
                     "type": "string",
-                    "enum": [
-                        "bad_request",
-                        "unauthorized",
-                        "forbidden",
-                        "not_found",
-                        "rate_limited",
-                        "too_large",
-                        "conflict",
-                        "unavailable",
-                        "internal",
-                    ],
+                    "enum": list(ERROR_CODES),
                 },
                 "message": {"type": "string"},
                 "details": {"type": "object"},

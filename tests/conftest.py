@@ -77,13 +77,14 @@ def template_db(base_dsn: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
-@pytest.fixture
-async def dsn(base_dsn: str, template_db: str) -> AsyncIterator[str]:
-    """DSN of a fresh database (all migrations applied) that lives for this test only."""
-    name = f"sb_t_{uuid.uuid4().hex[:16]}"
+async def _throwaway_database(
+    base_dsn: str, prefix: str, template: str | None
+) -> AsyncIterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
     admin = await asyncpg.connect(_with_database(base_dsn, "postgres"))
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
     finally:
         await admin.close()
     yield _with_database(base_dsn, name)
@@ -92,6 +93,13 @@ async def dsn(base_dsn: str, template_db: str) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def dsn(base_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """DSN of a fresh database (all migrations applied) that lives for this test only."""
+    async for url in _throwaway_database(base_dsn, "sb_t", template_db):
+        yield url
 
 
 @pytest.fixture
@@ -107,18 +115,8 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def empty_dsn(base_dsn: str) -> AsyncIterator[str]:
     """DSN of a new, empty database (no migrations), dropped after the test."""
-    name = f"sb_e_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(_with_database(base_dsn, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield _with_database(base_dsn, name)
-    admin = await asyncpg.connect(_with_database(base_dsn, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async for url in _throwaway_database(base_dsn, "sb_e", None):
+        yield url
 
 
 @pytest.fixture(scope="session")

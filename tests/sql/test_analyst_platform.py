@@ -13,6 +13,12 @@ import asyncpg
 import pytest
 
 from tests.factories import make_user
+from tests.sql.catalog import (
+    FK_COLUMNS_WITHOUT_INDEX,
+    assert_index,
+    assert_updated_at_installed,
+    fk_columns,
+)
 
 T0 = datetime(2025, 1, 6, 9, 15, tzinfo=UTC)
 
@@ -367,36 +373,7 @@ DOCUMENTED_INDEXES = {
 
 @pytest.mark.parametrize(("name", "definition"), DOCUMENTED_INDEXES.items())
 async def test_documented_index_exists(db: asyncpg.Connection, name: str, definition: str) -> None:
-    indexdef = await db.fetchval(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'analyst' AND indexname = $1", name
-    )
-    assert indexdef is not None, f"{name} is missing"
-    assert definition in indexdef
-
-
-FK_COLUMNS_WITHOUT_INDEX = """
-SELECT c.conrelid::regclass::text AS tbl, a.attname AS col
-  FROM pg_constraint c
-  CROSS JOIN LATERAL unnest(c.conkey) AS k(attnum)
-  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
- WHERE c.contype = 'f'
-   AND c.connamespace = 'analyst'::regnamespace
-   AND c.conrelid::regclass::text = ANY ($1::text[])
-   AND NOT EXISTS (SELECT 1 FROM pg_index i
-                    WHERE i.indrelid = c.conrelid AND i.indkey[0] = k.attnum)
-"""
-
-
-async def fk_columns(db: asyncpg.Connection, tables: list[str]) -> set[tuple[str, str]]:
-    """(table, column) of every foreign-key column of `tables`."""
-    rows = await db.fetch(
-        "SELECT c.conrelid::regclass::text AS tbl, a.attname AS col"
-        " FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) AS k(attnum)"
-        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
-        " WHERE c.contype = 'f' AND c.conrelid::regclass::text = ANY ($1::text[])",
-        tables,
-    )
-    return {(r["tbl"], r["col"]) for r in rows}
+    await assert_index(db, name, definition)
 
 
 async def test_every_foreign_key_column_leads_an_index(db: asyncpg.Connection) -> None:
@@ -414,20 +391,4 @@ async def test_every_foreign_key_column_leads_an_index(db: asyncpg.Connection) -
 
 @pytest.mark.parametrize("table", TABLES)
 async def test_updated_at_trigger_and_now_defaults(db: asyncpg.Connection, table: str) -> None:
-    trigger = await db.fetchrow(
-        "SELECT p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
-        " WHERE t.tgrelid = $1::regclass AND t.tgname = $2",
-        f"analyst.{table}",
-        f"trg_{table}_updated_at",
-    )
-    assert trigger is not None and trigger["proname"] == "update_updated_at_column"
-    defaults = await db.fetch(
-        "SELECT column_name, column_default FROM information_schema.columns"
-        " WHERE table_schema = 'analyst' AND table_name = $1"
-        " AND column_name IN ('created_at', 'updated_at')",
-        table,
-    )
-    assert {r["column_name"]: r["column_default"] for r in defaults} == {
-        "created_at": "now()",
-        "updated_at": "now()",
-    }
+    await assert_updated_at_installed(db, table)
