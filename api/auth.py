@@ -23,7 +23,11 @@ class Caller(msgspec.Struct, frozen=True):
 
 
 async def caller(request: web.Request) -> Caller:
-    """The authenticated user of `request`; raises Unauthorized (401) otherwise."""
+    """The authenticated user of `request` (looked up once per request); raises
+    Unauthorized (401) otherwise."""
+    known = request.get("caller")
+    if isinstance(known, Caller):
+        return known
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -40,7 +44,8 @@ async def caller(request: web.Request) -> Caller:
     )
     if row is None or row["deleted_at"] is not None or not row["is_active"]:
         raise Unauthorized("user does not exist or is not active")
-    return Caller(user_id=user_id, user_type=row["user_type"])
+    request["caller"] = who = Caller(user_id=user_id, user_type=row["user_type"])
+    return who
 
 
 async def admin(request: web.Request) -> Caller:

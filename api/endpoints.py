@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from api.auth import caller
 from kernel.errors import BadRequest, TooLarge
 
 MAX_BODY = 256 * 1024
@@ -68,6 +69,8 @@ def endpoint(
     def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(handler)
         async def run(request: web.Request) -> web.Response:
+            if auth:  # who is calling is settled before the body is even read
+                await caller(request)
             kwargs: dict[str, Any] = {}
             if body_decoder is not None:
                 if request.content_length and request.content_length > MAX_BODY:

@@ -62,7 +62,9 @@ def _operation(spec: Endpoint, refs: dict[type, dict[str, Any]]) -> dict[str, An
     ]
     if spec.query is not None:
         schema = refs[spec.query]
-        target = _COMPONENTS.get(spec.query.__name__, schema)
+        # msgspec names clashing classes apart; the $ref says which component is this one
+        ref = schema.get("$ref", "")
+        target = _COMPONENTS.get(ref.rsplit("/", 1)[-1], schema)
         for name, prop in target.get("properties", {}).items():
             params.append(
                 {
