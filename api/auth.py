@@ -22,12 +22,14 @@ class Caller(msgspec.Struct, frozen=True):
         return self.user_type == "admin"
 
 
+CALLER = web.RequestKey("caller", Caller)
+
+
 async def caller(request: web.Request) -> Caller:
     """The authenticated user of `request` (looked up once per request); raises
     Unauthorized (401) otherwise."""
-    known = request.get("caller")
-    if isinstance(known, Caller):
-        return known
+    if CALLER in request:
+        return request[CALLER]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -44,7 +46,7 @@ async def caller(request: web.Request) -> Caller:
     )
     if row is None or row["deleted_at"] is not None or not row["is_active"]:
         raise Unauthorized("user does not exist or is not active")
-    request["caller"] = who = Caller(user_id=user_id, user_type=row["user_type"])
+    request[CALLER] = who = Caller(user_id=user_id, user_type=row["user_type"])
     return who
 
 
