@@ -1,6 +1,6 @@
 """The gateway's services for one process, built from Settings and closed in reverse order:
 database pool, bus (Redis or in-process), rate limiter, namespaces, hub, presence, and the
-LISTEN connection that hears membership changes."""
+LISTEN connections that hear membership changes and new notifications."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from gateway.namespaces import NamespaceRegistry
 from gateway.namespaces.community import CommunityNamespace
 from gateway.namespaces.community_messages import CommunityMessages
 from gateway.namespaces.user import UserNamespace
+from gateway.notifications import NotificationRelay
 from gateway.presence import PresenceLedger
 from gateway.protocol import Event, json_encoder
 from gateway.ratelimit import ChatRateLimiter, MemoryChatRateLimiter, RedisChatRateLimiter
@@ -44,6 +45,7 @@ class Gateway:
     namespaces: NamespaceRegistry
     hub: Hub
     presence: PresenceLedger
+    notifications: NotificationRelay
 
     def __init__(self, settings: Settings, *, node_id: str | None = None) -> None:
         self.settings = settings
@@ -93,11 +95,14 @@ class Gateway:
         await self.presence.start(self._recount)
         self._listener = await connect(s.database_url, application_name="switchboard-listen")
         await self._listener.add_listener(MEMBERSHIP_CHANNEL, self._on_notice)
+        self.notifications = NotificationRelay(self)
+        await self.notifications.start()
         log.info("started", node=self.presence.node_id, bus=type(self.bus).__name__)
 
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
+        await self.notifications.close()
         await self.messages.close()
         await self.presence.close()
         await self.bus.close()

@@ -1,0 +1,360 @@
+"""The one way in for notifications: `notify()` writes a domain event's notifications and their
+delivery jobs (the outbox) in the caller's transaction, set-based and idempotent, and the few
+writes users make about them (devices, preferences, settings). docs/notifications.md."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+Priority = Literal["low", "medium", "high", "urgent"]
+Channel = Literal["in_app", "push", "email"]
+Platform = Literal["android", "ios", "web"]
+
+PRIORITIES: tuple[str, ...] = ("low", "medium", "high", "urgent")
+DIGEST_GROUP = "daily_digest"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# --- recipients -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _AudienceQuery:
+    sql: str  # selects one uuid column of user ids; parameters $1..$n, each cast in the SQL
+    params: tuple[type, ...]
+
+
+# Named recipient queries. Callers choose one by name and pass its parameters, so no caller
+# ever writes SQL and every value stays a bound parameter. notify() drops users that are
+# deleted or inactive, and duplicates, whatever the query returns.
+AUDIENCES: dict[str, _AudienceQuery] = {
+    "users": _AudienceQuery("SELECT unnest($1::uuid[])", (list,)),
+    "analyst_active_subscribers": _AudienceQuery(
+        """SELECT s.user_id FROM analyst.subscriptions s
+            WHERE s.analyst_id = $1::uuid AND s.status = 'active' AND s.deleted_at IS NULL
+              AND (s.expires_at IS NULL OR s.expires_at > now())""",
+        (uuid.UUID,),
+    ),
+    "tier_active_subscribers": _AudienceQuery(
+        """SELECT s.user_id FROM analyst.subscriptions s
+            WHERE s.tier_id = $1::uuid AND s.status = 'active' AND s.deleted_at IS NULL
+              AND (s.expires_at IS NULL OR s.expires_at > now())""",
+        (uuid.UUID,),
+    ),
+    "admins": _AudienceQuery("SELECT u.id FROM analyst.users u WHERE u.user_type = 'admin'", ()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """A named recipient query with its parameters; build it with `audience()` or a helper."""
+
+    name: str
+    args: tuple[object, ...]
+
+
+def audience(name: str, *args: object) -> Audience:
+    """`Audience` for the AUDIENCES entry `name`; raises ValueError on a bad name or arguments."""
+    query = AUDIENCES.get(name)
+    if query is None:
+        raise ValueError(f"unknown audience {name!r}; known: {', '.join(sorted(AUDIENCES))}")
+    if len(args) != len(query.params) or not all(
+        isinstance(a, t) for a, t in zip(args, query.params, strict=True)
+    ):
+        wanted = ", ".join(t.__name__ for t in query.params)
+        raise ValueError(f"audience {name!r} takes ({wanted})")
+    return Audience(name, args)
+
+
+def users(ids: Sequence[uuid.UUID]) -> Audience:
+    return audience("users", list(ids))
+
+
+def subscribers_of(analyst_id: uuid.UUID) -> Audience:
+    """Users with an active, unexpired subscription to the analyst (a user id)."""
+    return audience("analyst_active_subscribers", analyst_id)
+
+
+def subscribers_of_tier(tier_id: uuid.UUID) -> Audience:
+    return audience("tier_active_subscribers", tier_id)
+
+
+def admins() -> Audience:
+    return audience("admins")
+
+
+# --- notify ---------------------------------------------------------------------------------
+
+# One statement: recipients -> preferences -> notifications -> jobs. The audience's SQL is
+# spliced in whole and its parameters come first ($1..$k); notify's own follow, numbered by
+# _numbered(). Data-modifying CTEs all run, referenced or not.
+_NOTIFY_SQL = """
+WITH recipients AS (
+    SELECT u.id AS user_id,
+           u.email IS NOT NULL AND u.email_verified AS email_ok,
+           EXISTS (SELECT 1 FROM gateway.push_devices d WHERE d.user_id = u.id) AS has_device
+      FROM analyst.users u
+     WHERE u.id IN ({audience}) AND u.deleted_at IS NULL AND u.is_active
+),
+decided AS (
+    SELECT r.user_id,
+           :in_app AND (:bypass OR coalesce(p.in_app, true)) AS in_app,
+           :push AND (:bypass OR coalesce(p.push, true)) AND r.has_device
+               AND NOT :digest AS push,
+           :email AND (:bypass OR coalesce(p.email, true)) AND r.email_ok AS email
+      FROM recipients r
+      LEFT JOIN LATERAL (
+          -- The most specific row wins: the category before '*', then the channel before '*'.
+          SELECT (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
+                      FILTER (WHERE p.channel IN ('in_app', '*')))[1] AS in_app,
+                 (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
+                      FILTER (WHERE p.channel IN ('push', '*')))[1] AS push,
+                 (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
+                      FILTER (WHERE p.channel IN ('email', '*')))[1] AS email
+            FROM gateway.notification_preferences p
+           WHERE p.user_id = r.user_id AND p.category IN (:category, '*')
+      ) p ON true
+),
+ins AS (
+    INSERT INTO analyst.notifications AS n
+        (user_id, notification_type, title, message, action_url, related_entity_type,
+         related_entity_id, send_email, send_push, send_in_app, status, sent_at, priority,
+         notification_group, idempotency_key)
+    SELECT d.user_id, :type, :title, :message, :action_url, :entity_type, :entity_id,
+           d.email, d.push, d.in_app,
+           -- In-app is delivered by being stored (the inbox); otherwise a worker decides.
+           CASE WHEN d.in_app THEN 'sent' ELSE 'pending' END,
+           CASE WHEN d.in_app THEN now() END,
+           :priority, :group, :event_key || ':' || d.user_id::text
+      FROM decided d
+     WHERE d.in_app OR d.push OR d.email
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING n.id, n.user_id, n.send_push, n.send_email
+),
+jobs AS (
+    INSERT INTO gateway.notification_deliveries
+        (notification_id, user_id, channel, priority)
+    SELECT i.id, i.user_id, c.channel, :priority
+      FROM ins i
+     CROSS JOIN LATERAL (VALUES ('push', i.send_push), ('email', i.send_email)) c (channel, wanted)
+     WHERE c.wanted AND NOT :digest
+),
+digests AS (
+    -- One digest job per user and local day, due at the user's digest time the next day.
+    INSERT INTO gateway.notification_deliveries
+        (user_id, channel, digest_date, priority, next_attempt_at)
+    SELECT i.user_id, 'digest', l.day, 'low',
+           ((l.day + 1) + coalesce(s.digest_at, time '08:00')) AT TIME ZONE l.tz
+      FROM ins i
+      LEFT JOIN gateway.notification_settings s ON s.user_id = i.user_id
+     CROSS JOIN LATERAL (
+          SELECT coalesce(s.time_zone, 'UTC') AS tz,
+                 (now() AT TIME ZONE coalesce(s.time_zone, 'UTC'))::date AS day
+     ) l
+     WHERE :digest AND i.send_email
+    ON CONFLICT (user_id, digest_date) WHERE channel = 'digest' DO NOTHING
+)
+SELECT count(*) FROM ins
+"""
+
+_PARAM = re.compile(r"(?<!:):([a-z_]+)\b")
+# notify's parameters and their types: each placeholder is written `$n::type`, so Postgres
+# never has to guess a type from context.
+_TYPES = {
+    "in_app": "boolean",
+    "push": "boolean",
+    "email": "boolean",
+    "bypass": "boolean",
+    "digest": "boolean",
+    "category": "text",
+    "type": "text",
+    "title": "text",
+    "message": "text",
+    "action_url": "text",
+    "entity_type": "text",
+    "entity_id": "uuid",
+    "priority": "text",
+    "group": "text",
+    "event_key": "text",
+}
+
+
+def _numbered(sql: str, first: int) -> tuple[str, list[str]]:
+    """Replace `:name` placeholders with $first, $first+1, ...; return the names in order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${first + names.index(name)}::{_TYPES[name]}"
+
+    return _PARAM.sub(number, sql), names
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+async def notify(
+    conn: asyncpg.Connection,
+    *,
+    event_key: str,
+    recipients: Audience | Sequence[uuid.UUID],
+    notification_type: str,
+    title: str | None = None,
+    message: str | None = None,
+    action_url: str | None = None,
+    related_entity_type: str | None = None,
+    related_entity_id: uuid.UUID | None = None,
+    priority: Priority = "medium",
+    notification_group: str | None = None,
+    send_email: bool = True,
+    send_push: bool = True,
+    send_in_app: bool = True,
+    bypass_preferences: bool = False,
+) -> int:
+    """Create the notifications of one domain event; return how many were created.
+
+    Runs in the caller's transaction (a savepoint when one is open, else its own), so the
+    notifications and their delivery jobs commit with the event that caused them, or not at
+    all. `event_key` names the event ("post:<id>:published"): a user gets at most one
+    notification per key, so replaying an event creates nothing new and returns 0 for them.
+
+    Per user, a channel fires when its send_* flag is set, the user's preferences for the
+    notification_type (their category) allow it — unless `bypass_preferences`, for
+    transactional notices — and the channel can reach them (a push device; a verified e-mail).
+    In-app reaches open sockets at commit (NOTIFY sb_notification); push and e-mail are jobs
+    for the delivery workers. A notification_group of 'daily_digest' sends no push and no
+    e-mail of its own: it joins the user's daily digest e-mail. A user no channel can reach
+    gets no row.
+    """
+    _check(0 < len(event_key) <= 200, "event_key must be 1-200 characters")
+    _check(bool(_NAME.match(notification_type)), "notification_type must be lower_snake_case")
+    _check(len(notification_type) <= 50, "notification_type is at most 50 characters")
+    _check(priority in PRIORITIES, f"priority must be one of {', '.join(PRIORITIES)}")
+    _check(title is None or len(title) <= 255, "title is at most 255 characters")
+    _check(action_url is None or len(action_url) <= 500, "action_url is at most 500 characters")
+    _check(
+        related_entity_type is None or len(related_entity_type) <= 50,
+        "related_entity_type is at most 50 characters",
+    )
+    _check(
+        notification_group is None or len(notification_group) <= 100,
+        "notification_group is at most 100 characters",
+    )
+    if not isinstance(recipients, Audience):
+        recipients = users(recipients)
+    query = AUDIENCES[recipients.name]
+    sql, names = _numbered(_NOTIFY_SQL, len(query.params) + 1)
+    values: dict[str, object] = {
+        "in_app": send_in_app,
+        "push": send_push,
+        "email": send_email,
+        "bypass": bypass_preferences,
+        "digest": notification_group == DIGEST_GROUP,
+        "category": notification_type,
+        "type": notification_type,
+        "title": title,
+        "message": message,
+        "action_url": action_url,
+        "entity_type": related_entity_type,
+        "entity_id": related_entity_id,
+        "priority": priority,
+        "group": notification_group,
+        "event_key": event_key,
+    }
+    sql = sql.replace("{audience}", query.sql)
+    async with conn.transaction():
+        created = await conn.fetchval(sql, *recipients.args, *(values[n] for n in names))
+    return int(created)
+
+
+# --- what users say about their notifications -----------------------------------------------
+
+
+async def register_device(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    token: str,
+    platform: Platform,
+    app_version: str | None = None,
+) -> uuid.UUID:
+    """Record (or refresh) a push token for `user_id`; a token seen before moves to this user."""
+    device_id = await conn.fetchval(
+        """INSERT INTO gateway.push_devices (user_id, token, platform, app_version)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (token) DO UPDATE
+              SET user_id = excluded.user_id, platform = excluded.platform,
+                  app_version = excluded.app_version, last_seen_at = now()
+           RETURNING id""",
+        user_id,
+        token,
+        platform,
+        app_version,
+    )
+    assert isinstance(device_id, uuid.UUID)
+    return device_id
+
+
+async def forget_device(conn: asyncpg.Connection, user_id: uuid.UUID, token: str) -> bool:
+    """Delete the user's push token (logout); True when there was one."""
+    status = await conn.execute(
+        "DELETE FROM gateway.push_devices WHERE user_id = $1 AND token = $2", user_id, token
+    )
+    return bool(status != "DELETE 0")
+
+
+async def set_preference(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    category: str,
+    channel: Channel | Literal["*"],
+    enabled: bool,
+) -> None:
+    """Allow or block `category` ('*': all) on `channel` ('*': all) for the user."""
+    await conn.execute(
+        """INSERT INTO gateway.notification_preferences (user_id, category, channel, enabled)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (user_id, category, channel) DO UPDATE
+              SET enabled = excluded.enabled, updated_at = now()""",
+        user_id,
+        category,
+        channel,
+        enabled,
+    )
+
+
+async def set_settings(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    *,
+    time_zone: str = "UTC",
+    quiet_hours: tuple[str, str] | None = None,
+    digest_at: str = "08:00",
+) -> None:
+    """Set the user's time zone, quiet hours ("22:00", "07:00") or None, and digest time."""
+    start, end = quiet_hours if quiet_hours is not None else (None, None)
+    await conn.execute(
+        """INSERT INTO gateway.notification_settings
+               (user_id, time_zone, quiet_hours_start, quiet_hours_end, digest_at)
+           VALUES ($1, $2, $3::text::time, $4::text::time, $5::text::time)
+           ON CONFLICT (user_id) DO UPDATE
+              SET time_zone = excluded.time_zone,
+                  quiet_hours_start = excluded.quiet_hours_start,
+                  quiet_hours_end = excluded.quiet_hours_end,
+                  digest_at = excluded.digest_at""",
+        user_id,
+        time_zone,
+        start,
+        end,
+        digest_at,
+    )

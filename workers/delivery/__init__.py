@@ -1,0 +1,63 @@
+"""Notification delivery: the outbox worker and its channels (push over FCM, e-mail over SMTP,
+the daily digest). `run_delivery` is the entry the worker process calls. In-app delivery is
+the gateway's (gateway/notifications.py). docs/notifications.md."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from kernel.config import Settings
+from kernel.logs import EventLog
+from workers.delivery.digest import DigestSender
+from workers.delivery.email import EmailLinks, EmailSender, SmtpTarget, SmtpTransport
+from workers.delivery.outbox import ChannelSender, Clock, Outbox, RetryPolicy, system_clock
+from workers.delivery.push import PushSender
+from workers.delivery.worker import DeliveryWorker, worker_id
+
+__all__ = ["build_senders", "run_delivery"]
+
+log = EventLog("workers.delivery")
+
+
+def build_senders(pool: asyncpg.Pool, settings: Settings) -> dict[str, ChannelSender]:
+    """The channels `settings` configure: e-mail and digest with SMTP_URL, push with
+    FCM_CREDENTIALS_FILE. Jobs of a channel not configured are skipped with that reason."""
+    senders: dict[str, ChannelSender] = {}
+    if settings.smtp_url:
+        transport = SmtpTransport(SmtpTarget.from_url(settings.smtp_url))
+        links = EmailLinks(settings.public_base_url, settings.secret)
+        senders["email"] = EmailSender(transport, links, settings.mail_from)
+        senders["digest"] = DigestSender(pool, transport, links, settings.mail_from)
+    if settings.fcm_credentials_file:
+        senders["push"] = PushSender(
+            pool,
+            credentials_file=settings.fcm_credentials_file,
+            project_id=settings.fcm_project_id,
+            base_url=settings.fcm_base_url,
+        )
+    return senders
+
+
+async def run_delivery(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    clock: Clock = system_clock,
+    policy: RetryPolicy | None = None,
+) -> None:
+    """Deliver push, e-mail and digest jobs until `stop` is set; returns once the batch in
+    hand is finished. Any number of workers may run at once, in any number of processes."""
+    senders = build_senders(pool, settings)
+    push = senders.get("push")
+    me = worker_id()
+    worker = DeliveryWorker(Outbox(pool, me, policy=policy), senders, clock=clock)
+    log.info("delivery_started", worker=me, channels=",".join(sorted(senders)) or "none")
+    try:
+        await worker.run(stop, settings.database_url)
+    finally:
+        if isinstance(push, PushSender):
+            push.close()
+        log.info("delivery_stopped", worker=me)
