@@ -149,7 +149,9 @@ class GatewayServer:
                     frames_per_second=s.gateway_frames_per_second,
                 )
             )
-            session.write(await session.join(f"user:{principal.user_id}", None))
+            joined = await session.join(f"user:{principal.user_id}", None)
+            joined.unread = await self.gateway.notifications.unread_count(principal.user_id)
+            session.write(joined)
             expiry.arm()
             await self._read_loop(ws, session)
         except ConnectionClosed:
