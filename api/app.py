@@ -19,6 +19,7 @@ from api.routes import (
     inbox,
     invites,
     moderation,
+    notifications,
     payments,
     posts,
     profiles,
@@ -52,7 +53,24 @@ def create_app(settings: Settings, otp_senders: OtpSenders | None = None) -> web
         email=SmtpOtpSender(settings.smtp_url, settings.mail_from), sms=LogSmsSender()
     )
     app.cleanup_ctx.append(_database)
-    for module in (health, openapi, auth, profiles, tiers, subscriptions, payments, discounts,
-                   invites, posts, bookmarks, reviews, moderation, support, inbox, channels):
+    for module in (
+        health,
+        openapi,
+        auth,
+        profiles,
+        tiers,
+        subscriptions,
+        payments,
+        discounts,
+        invites,
+        posts,
+        bookmarks,
+        reviews,
+        moderation,
+        support,
+        inbox,
+        channels,
+        notifications,
+    ):
         app.add_routes(module.routes)
     return app
