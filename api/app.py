@@ -18,6 +18,7 @@ from api.routes import (
     health,
     inbox,
     invites,
+    jobs,
     moderation,
     notifications,
     payments,
@@ -71,6 +72,7 @@ def create_app(settings: Settings, otp_senders: OtpSenders | None = None) -> web
         inbox,
         channels,
         notifications,
+        jobs,
     ):
         app.add_routes(module.routes)
     return app

@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fcm_project_id: str | None = None
     razorpay_key_secret: str | None = None
     razorpay_webhook_secret: str | None = None
+    subscription_expiring_days: int = 3
 
 
 # variable name -> (field, parser); the README's Configuration table lists the same names.
@@ -81,6 +82,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "FCM_PROJECT_ID": ("fcm_project_id", str),
     "RAZORPAY_KEY_SECRET": ("razorpay_key_secret", str),
     "RAZORPAY_WEBHOOK_SECRET": ("razorpay_webhook_secret", str),
+    "SUBSCRIPTION_EXPIRING_DAYS": ("subscription_expiring_days", int),
 }
 
 
@@ -101,4 +103,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{required} is required (make run and make test set it for you)")
     if len(str(values["secret"])) < 32:
         raise ConfigError("SWITCHBOARD_SECRET must be at least 32 characters")
+    days = values.get("subscription_expiring_days")
+    if isinstance(days, int) and days < 1:
+        raise ConfigError("SUBSCRIPTION_EXPIRING_DAYS must be at least 1")
     return msgspec.convert(values, Settings)

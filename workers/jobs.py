@@ -1,8 +1,12 @@
-"""The declared maintenance jobs of seed 000 ("Backup & Maintenance"), as data: JOBS.
+"""The declared jobs, as data: JOBS. The maintenance jobs of seed 000 ("Backup &
+Maintenance"), and the subscription lifecycle (workers/lifecycle.py): expiry notices, renewal
+orders, suspension after the grace period.
 
 Each function runs inside the transaction the scheduler opened for its attempt and returns the
 number of rows it touched. Schedules are spread over the small hours (UTC) so that expiry runs
-before the revenue it changes is recomputed. docs/jobs.md describes each job.
+before the revenue it changes is recomputed, and the hourly lifecycle jobs run at :00
+(suspension) and :02 (renewals), so that each night both come before expiry at 00:05 (the
+seed's expire_old_subscriptions() ignores grace periods). docs/jobs.md describes each job.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import calendar
 
 import asyncpg
 
-from workers.scheduler import Clock, Daily, Job, Monthly, Weekly
+from kernel.config import load_settings
+from workers import lifecycle
+from workers.scheduler import Clock, Daily, Hourly, Job, Monthly, Weekly
 
 # Tables ANALYZE refreshes weekly: the ones written most, whose plans drift with their size.
 ANALYZED_TABLES = (
@@ -68,6 +74,24 @@ async def analyze_tables(conn: asyncpg.Connection, clock: Clock) -> int:
     return len(ANALYZED_TABLES)
 
 
+async def notify_expiring_subscriptions(conn: asyncpg.Connection, clock: Clock) -> int:
+    """`subscription_expiring` notices SUBSCRIPTION_EXPIRING_DAYS days (default 3) before an
+    active subscription that will not renew ends; once per subscription and period."""
+    days = load_settings().subscription_expiring_days  # checked when the worker started
+    return await lifecycle.notify_expiring(conn, clock.now(), days)
+
+
+async def renew_subscriptions(conn: asyncpg.Connection, clock: Clock) -> int:
+    """A renewal order for each auto-renewing subscription due now (billing date, or a retry
+    in the grace period); the payment's webhook completes it."""
+    return await lifecycle.open_renewals(conn, clock.now())
+
+
+async def suspend_lapsed_subscriptions(conn: asyncpg.Connection, clock: Clock) -> int:
+    """Active subscriptions whose grace period is over without a payment become suspended."""
+    return await lifecycle.suspend_lapsed_subscriptions(conn, clock.now())
+
+
 JOBS: tuple[Job, ...] = (
     Job(
         name="expire_subscriptions",
@@ -104,6 +128,24 @@ JOBS: tuple[Job, ...] = (
         schedule=Weekly(weekday=calendar.SUNDAY, hour=2, minute=0),
         run=analyze_tables,
         summary="refresh planner statistics of the busiest tables",
+    ),
+    Job(
+        name="suspend_lapsed_subscriptions",
+        schedule=Hourly(minute=0),
+        run=suspend_lapsed_subscriptions,
+        summary="suspend active subscriptions whose grace period ended without a payment",
+    ),
+    Job(
+        name="renew_subscriptions",
+        schedule=Hourly(minute=2),
+        run=renew_subscriptions,
+        summary="open renewal orders for auto-renewing subscriptions due (billing date, retries)",
+    ),
+    Job(
+        name="notify_expiring_subscriptions",
+        schedule=Daily(hour=3, minute=30),
+        run=notify_expiring_subscriptions,
+        summary="tell subscribers a few days ahead that a subscription will end, not renew",
     ),
 )
 

@@ -31,6 +31,19 @@ log = EventLog("worker.scheduler")
 # --- schedules -----------------------------------------------------------------------------------
 
 
+class Hourly(msgspec.Struct, frozen=True, tag="hourly"):
+    """Every hour at `minute` past the hour."""
+
+    minute: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.minute <= 59:
+            raise ValueError(f"minute must be 0 to 59, not {self.minute}")
+
+    def describe(self) -> str:
+        return f"hourly at :{self.minute:02d}"
+
+
 class Daily(msgspec.Struct, frozen=True, tag="daily"):
     """Every day at hour:minute UTC."""
 
@@ -78,10 +91,11 @@ class Monthly(msgspec.Struct, frozen=True, tag="monthly"):
         return f"monthly on day {self.day} at {self.hour:02d}:{self.minute:02d} UTC"
 
 
-Schedule = Daily | Weekly | Monthly
+Schedule = Hourly | Daily | Weekly | Monthly
 
-# No schedule above leaves more than 31 days between two of its times.
+# No schedule above leaves more than 31 days between two of its times (an hourly one, an hour).
 _LONGEST_GAP = timedelta(days=32)
+_HOUR = timedelta(hours=1)
 
 
 def _check_time(hour: int, minute: int) -> None:
@@ -103,6 +117,9 @@ def _in_month(schedule: Monthly, year: int, month: int) -> datetime:
 def next_after(schedule: Schedule, t: datetime) -> datetime:
     """The first time of `schedule` strictly after the aware datetime `t`, in UTC."""
     t = _utc(t)
+    if isinstance(schedule, Hourly):
+        at = t.replace(minute=schedule.minute, second=0, microsecond=0)
+        return at if at > t else at + _HOUR
     if isinstance(schedule, Daily):
         at = t.replace(hour=schedule.hour, minute=schedule.minute, second=0, microsecond=0)
         return at if at > t else at + timedelta(days=1)
@@ -120,7 +137,7 @@ def next_after(schedule: Schedule, t: datetime) -> datetime:
 def last_at_or_before(schedule: Schedule, t: datetime) -> datetime:
     """The latest time of `schedule` at or before the aware datetime `t`, in UTC."""
     t = _utc(t)
-    at = next_after(schedule, t - _LONGEST_GAP)
+    at = next_after(schedule, t - (_HOUR if isinstance(schedule, Hourly) else _LONGEST_GAP))
     while (following := next_after(schedule, at)) <= t:
         at = following
     return at

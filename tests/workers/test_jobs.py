@@ -29,7 +29,7 @@ from workers.jobs import (
     job_named,
     recompute_monthly_revenue,
 )
-from workers.scheduler import Daily, Monthly, SystemClock, Weekly, run_by_hand
+from workers.scheduler import Daily, Hourly, Monthly, SystemClock, Weekly, run_by_hand
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = timedelta(days=1)
@@ -66,6 +66,9 @@ def test_the_declared_jobs_and_their_schedules() -> None:
         "archive_closed_tickets": Monthly,
         "recompute_monthly_revenue": Monthly,
         "analyze_tables": Weekly,
+        "suspend_lapsed_subscriptions": Hourly,
+        "renew_subscriptions": Hourly,
+        "notify_expiring_subscriptions": Daily,
     }
     assert job_named("cleanup_otps") is JOBS[1]
     assert job_named("nope") is None

@@ -21,6 +21,7 @@ from workers.scheduler import (
     LEASE_GRACE,
     Clock,
     Daily,
+    Hourly,
     Job,
     JobFunction,
     Monthly,
@@ -106,6 +107,24 @@ def test_daily_next_time(t: datetime, expected: datetime) -> None:
     assert next_after(DAILY, t) == expected
 
 
+HOURLY = Hourly(minute=2)
+
+
+@pytest.mark.parametrize(
+    ("t", "expected"),
+    [
+        (utc(2031, 1, 15, 9, 0), utc(2031, 1, 15, 9, 2)),
+        (utc(2031, 1, 15, 9, 2), utc(2031, 1, 15, 10, 2)),  # strictly after
+        (utc(2031, 1, 15, 9, 1, 59, 999999), utc(2031, 1, 15, 9, 2)),
+        (utc(2031, 1, 15, 9, 30), utc(2031, 1, 15, 10, 2)),
+        (utc(2031, 1, 31, 23, 2), utc(2031, 2, 1, 0, 2)),  # day and month wrap
+        (utc(2031, 12, 31, 23, 59), utc(2032, 1, 1, 0, 2)),  # year wrap
+    ],
+)
+def test_hourly_next_time(t: datetime, expected: datetime) -> None:
+    assert next_after(HOURLY, t) == expected
+
+
 SUNDAY_2AM = Weekly(weekday=calendar.SUNDAY, hour=2)
 
 
@@ -158,10 +177,11 @@ def test_naive_times_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "schedule", [DAILY, SUNDAY_2AM, Monthly(day=1, hour=1), Monthly(day=31, hour=23, minute=59)]
+    "schedule",
+    [HOURLY, DAILY, SUNDAY_2AM, Monthly(day=1, hour=1), Monthly(day=31, hour=23, minute=59)],
 )
 def test_last_time_at_or_before_brackets_every_instant(
-    schedule: Daily | Weekly | Monthly,
+    schedule: Hourly | Daily | Weekly | Monthly,
 ) -> None:
     t = utc(2031, 11, 1)
     while t < utc(2032, 4, 1):  # across a year end and a leap February
@@ -178,6 +198,8 @@ def test_the_time_itself_is_its_own_last_time() -> None:
 @pytest.mark.parametrize(
     "build",
     [
+        lambda: Hourly(minute=60),
+        lambda: Hourly(minute=-1),
         lambda: Daily(hour=24),
         lambda: Daily(hour=0, minute=60),
         lambda: Weekly(weekday=7, hour=0),
@@ -191,6 +213,7 @@ def test_impossible_schedules_are_refused(build: Callable[[], object]) -> None:
 
 
 def test_schedules_describe_themselves() -> None:
+    assert HOURLY.describe() == "hourly at :02"
     assert DAILY.describe() == "daily at 00:05 UTC"
     assert SUNDAY_2AM.describe() == "weekly on Sunday at 02:00 UTC"
     assert Monthly(day=1, hour=1, minute=30).describe() == "monthly on day 1 at 01:30 UTC"
