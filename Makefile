@@ -16,3 +16,14 @@ clean:
 # Benchmarks (not tests): figures go to loadtests/results/ and docs/benchmarks.md.
 bench:
 	@bash scripts/bench.sh
+
+# Locust against a running stack (`make run` in another terminal, seeded first: see
+# docs/loadtesting.md): loadtests/results/locust_*.csv and locust.html.
+loadtest:
+	@bash scripts/loadtest.sh $(LOADTEST_ARGS)
+
+# Side by side against python-socketio and Node socket.io (installs them for the run only):
+# loadtests/results/race.json and docs/race.md.
+.PHONY: race
+race:
+	@bash scripts/race.sh

@@ -1,0 +1,457 @@
+"""Locust load test of a running Switchboard stack: chat clients on WebSockets, analysts
+posting calls, and inbox readers on REST.
+
+Seed first (`python -m loadtests.seed ...`, see docs/loadtesting.md), start the stack
+(`make run`), then for example:
+
+    locust -f loadtests/locustfile.py --headless -u 200 -r 50 -t 60s \\
+        --host http://127.0.0.1:8080 --gateway-url ws://127.0.0.1:8765/ws \\
+        --csv loadtests/results/locust --html loadtests/results/locust.html
+
+`--host` is the REST API; `--gateway-url` the gateway's WebSocket endpoint. Users:
+
+- ChatUser (weight `--chat-weight`): logs in over REST, holds one WebSocket, joins up to
+  `--chat-channels` of the channels the seed says it may join, then every
+  `--chat-wait-min`..`--chat-wait-max` seconds does one thing: mostly send a message
+  (sometimes after a typing indicator), now and then read history, mark read, ask presence,
+  or drop the socket and resume with `since`. It refreshes its token before it expires.
+- AnalystUser (exactly `--analyst-users` of them, hottest analysts first): posts calls and
+  commentary every `--post-wait-min`..`--post-wait-max` seconds, `--urgent-ratio` of the
+  calls urgent; every post notifies the analyst's subscribers.
+- InboxUser (weight `--inbox-weight`): REST only: unread count, notifications, mark read,
+  feed.
+
+Custom metrics (request type "WS"): `connect`, `join`, `send (ack)`,
+`send-to-receive (own echo)` (a send until the sender's own copy arrives, matched by
+client_id), `msg received (commit-to-receive)` (sampled, `--ws-recv-sample`),
+`notification new_post` / `notification urgent_post` (post requested until the notification
+frame arrives), `history`, `read`, `presence`, `reconnect`, `resume (join since)`, `refresh`,
+and failures `connection lost` / `removed from channel`.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import FastHttpUser, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, new_post_token
+
+DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "credentials.csv"
+WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
+
+
+def _options(parser: Any) -> None:
+    def option(name: str, default: Any, help_: str, type_: type = str) -> None:
+        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
+        parser.add_argument(name, type=type_, default=default, env_var=env, help=help_)
+
+    option("--gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
+    option("--credentials", str(DEFAULT_CREDENTIALS), "credentials CSV from loadtests.seed")
+    option("--chat-weight", 10, "weight of ChatUser", int)
+    option("--inbox-weight", 1, "weight of InboxUser", int)
+    option("--analyst-users", 2, "number of AnalystUsers (fixed count, at least 1)", int)
+    option("--chat-channels", 3, "channels each chat user joins, at most", int)
+    option("--chat-wait-min", 5.0, "seconds between a chat user's actions, at least", float)
+    option("--chat-wait-max", 15.0, "seconds between a chat user's actions, at most", float)
+    option("--post-wait-min", 20.0, "seconds between an analyst's actions, at least", float)
+    option("--post-wait-max", 60.0, "seconds between an analyst's actions, at most", float)
+    option("--urgent-ratio", 0.2, "share of calls posted as urgent", float)
+    option("--inbox-wait-min", 5.0, "seconds between an inbox reader's requests, at least", float)
+    option("--inbox-wait-max", 15.0, "seconds between an inbox reader's requests, at most", float)
+    option("--ws-timeout", 10.0, "seconds to wait for a WebSocket reply or echo", float)
+    option("--ws-recv-sample", 0.1, "share of others' messages timed commit-to-receive", float)
+
+
+def _configure(environment: Environment, **_kwargs: Any) -> None:
+    options = environment.parsed_options
+    if options is None:
+        return
+    if not Path(options.credentials).is_file():
+        sys.exit(
+            f"{options.credentials} does not exist: seed first"
+            " (python -m loadtests.seed, docs/loadtesting.md)"
+        )
+    ChatUser.weight = max(0, options.chat_weight)
+    InboxUser.weight = max(0, options.inbox_weight)
+    AnalystUser.fixed_count = max(1, options.analyst_users)
+
+
+events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
+events.init.add_listener(_configure)  # type: ignore[no-untyped-call]
+
+
+# --- credentials --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    email: str
+    password: str
+    user_type: str
+    user_id: str
+    channels: tuple[str, ...]
+
+
+class CredentialPools:
+    """The seeded users, split by role: each new locust user takes the next one of its pool.
+    Traders are shuffled (differently per worker process), analysts stay in rank order (the
+    hottest first; worker n starts at rank n + 1)."""
+
+    def __init__(self, path: Path, worker_index: int = 0) -> None:
+        names: dict[str, str] = {}  # one string per channel and password, not one per row
+        with path.open(newline="") as f:
+            rows = [
+                Credential(
+                    r["email"],
+                    names.setdefault(r["password"], r["password"]),
+                    names.setdefault(r["user_type"], r["user_type"]),
+                    r["user_id"],
+                    tuple(names.setdefault(c, c) for c in r["channels"].split()),
+                )
+                for r in csv.DictReader(f)
+            ]
+        rng = random.Random(1000 + worker_index)
+        traders = [r for r in rows if r.user_type == "trader"]
+        chat = [r for r in traders if r.channels]
+        inbox = traders[:]
+        rng.shuffle(chat)
+        rng.shuffle(inbox)
+        self.pools: dict[str, list[Credential]] = {
+            "chat": chat,
+            "inbox": inbox,
+            "analyst": [r for r in rows if r.user_type == "analyst"],
+        }
+        self._next = {name: itertools.count() for name in self.pools}
+        self._next["analyst"] = itertools.count(worker_index)
+
+    def take(self, pool: str) -> Credential:
+        rows = self.pools[pool]
+        if not rows:
+            raise SystemExit(f"the credentials file has no {pool} users")
+        return rows[next(self._next[pool]) % len(rows)]
+
+
+_pools: CredentialPools | None = None
+
+
+def pools(environment: Environment) -> CredentialPools:
+    global _pools
+    if _pools is None:
+        runner = environment.runner
+        index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        options = environment.parsed_options
+        path = Path(options.credentials) if options else DEFAULT_CREDENTIALS
+        _pools = CredentialPools(path, worker_index=index)
+    return _pools
+
+
+# --- users ----------------------------------------------------------------------------------------
+
+
+class SwitchboardUser(FastHttpUser):
+    """A logged-in user of the REST API; keeps its access token fresh."""
+
+    abstract = True
+    host = "http://127.0.0.1:8080"
+    pool = ""
+
+    def on_start(self) -> None:
+        self.cred = pools(self.environment).take(self.pool)
+        self.access_token = ""
+        self.refresh_token = ""
+        self.refresh_at = 0.0
+        self.user_id = self.cred.user_id
+        self.login()
+
+    @property
+    def options(self) -> Any:
+        return self.environment.parsed_options
+
+    def login(self) -> None:
+        """Log in, retrying with backoff (each failure is reported by locust)."""
+        delay = 1.0
+        while True:
+            body = {"email": self.cred.email, "password": self.cred.password}
+            response = self.client.post("/v1/auth/login", json=body, name="/v1/auth/login")
+            if response.status_code == 200:
+                self._take_session(response.json())
+                return
+            gevent.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 30.0)
+
+    def _take_session(self, session: dict[str, Any]) -> None:
+        self.access_token = session["access_token"]
+        self.refresh_token = session["refresh_token"]
+        self.user_id = session["user"]["id"]
+        self.refresh_at = time.monotonic() + 0.8 * float(session["expires_in"])
+
+    def fresh_token(self, force: bool = False) -> bool:
+        """Refresh the access token when 80 % of its lifetime has passed; True if it changed."""
+        if not force and time.monotonic() < self.refresh_at:
+            return False
+        response = self.client.post(
+            "/v1/auth/refresh", json={"refresh_token": self.refresh_token}, name="/v1/auth/refresh"
+        )
+        if response.status_code == 200:
+            self._take_session(response.json())
+        else:
+            self.login()
+        return True
+
+    def auth(self) -> dict[str, str]:
+        self.fresh_token()
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+CHAT_LINES = (
+    "NIFTY holding the support nicely",
+    "anyone tracking BANKNIFTY options today?",
+    "booked partial profits at target 1",
+    "SL hit on the last one, waiting for the next setup",
+    "what's the view on RELIANCE after results?",
+    "volume looks weak, staying out for now",
+    "thanks for the call, in at 1412",
+    "is the 22500 CE still a buy here?",
+    "gap up expected tomorrow?",
+    "trailing my stop to cost",
+    "IT stocks looking strong this week, INFY and TCS both breaking out of their ranges",
+    "good morning all",
+)
+
+
+def chat_text() -> str:
+    text = random.choice(CHAT_LINES)
+    if random.random() < 0.15:  # a few long messages
+        text = " ".join(random.choices(CHAT_LINES, k=random.randint(3, 8)))
+    return text
+
+
+class ChatUser(SwitchboardUser):
+    """A trader with the app open: one socket, a few joined rooms, sending now and then."""
+
+    weight = 10
+    pool = "chat"
+
+    def wait_time(self) -> float:
+        return random.uniform(self.options.chat_wait_min, self.options.chat_wait_max)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.channels = list(self.cred.channels[: max(1, self.options.chat_channels)])
+        self.socket = ChatSocket(
+            self.options.gateway_url,
+            self.environment.events.request.fire,
+            timeout=self.options.ws_timeout,
+            recv_sample=self.options.ws_recv_sample,
+        )
+        self.retry_at = 0.0
+        self.backoff = 1.0
+        self.ensure_socket()
+
+    def on_stop(self) -> None:
+        if hasattr(self, "socket"):
+            self.socket.close()
+
+    def ensure_socket(self) -> bool:
+        """A connected socket with every channel joined; reconnects (resuming with `since`)
+        after the server ended it, and keeps the token fresh. False while backing off."""
+        socket = self.socket
+        socket.check_overdue()
+        if self.fresh_token(force=socket.token_expired) and socket.alive:
+            try:
+                socket.refresh(self.access_token)
+            except WS_ERRORS:
+                pass
+        if socket.alive and len(socket.joined) == len(self.channels):
+            return True
+        if time.monotonic() < self.retry_at:
+            return False
+        try:
+            if not socket.alive:
+                socket.connect(
+                    self.access_token, name="reconnect" if socket.last_seq else "connect"
+                )
+            for channel in list(self.channels):
+                if channel not in socket.joined:
+                    since = socket.last_seq.get(channel)
+                    try:
+                        socket.join(
+                            channel, since, name="join" if since is None else "resume (join since)"
+                        )
+                    except WsRefused as refused:  # reported; this user cannot have it now
+                        if refused.code not in ("forbidden", "not_found"):
+                            raise
+                        self.channels.remove(channel)
+        except WS_ERRORS:
+            self.retry_at = time.monotonic() + self.backoff * random.uniform(0.5, 1.5)
+            self.backoff = min(self.backoff * 2, 30.0)
+            return False
+        self.backoff = 1.0
+        return True
+
+    def channel(self) -> str | None:
+        if not self.ensure_socket() or not self.socket.joined:
+            return None
+        return random.choice(list(self.socket.joined))
+
+    @task(12)
+    def send(self) -> None:
+        channel = self.channel()
+        if channel is None:
+            return
+        try:
+            if random.random() < 0.3:
+                self.socket.typing(channel)
+            self.socket.send_message(channel, chat_text())
+        except WsRefused as refused:
+            if refused.code == "rate_limited":  # reported; honour it, then carry on
+                gevent.sleep(min(refused.retry_after_ms / 1000, 60.0))
+        except WS_ERRORS:
+            pass
+
+    @task(1)
+    def history(self) -> None:
+        channel = self.channel()
+        if channel is not None:
+            try:
+                self.socket.history(channel, limit=random.choice((20, 50)))
+            except WS_ERRORS:
+                pass
+
+    @task(2)
+    def mark_read(self) -> None:
+        channel = self.channel()
+        if channel is not None:
+            try:
+                self.socket.read(channel)
+            except WS_ERRORS:
+                pass
+
+    @task(1)
+    def presence(self) -> None:
+        channel = self.channel()
+        if channel is not None:
+            try:
+                self.socket.presence(channel)
+            except WS_ERRORS:
+                pass
+
+    @task(1)
+    def reconnect_and_resume(self) -> None:
+        """The app went to the background (or the network dropped): a new socket, and every
+        channel rejoined with `since`, so missed messages are replayed."""
+        if not self.ensure_socket():
+            return
+        try:
+            self.socket.resume(self.access_token, self.channels)
+        except WS_ERRORS:
+            pass
+
+
+SYMBOLS = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT", "M&M")
+
+
+class AnalystUser(SwitchboardUser):
+    """An analyst publishing calls to their subscribers (the hottest analysts first)."""
+
+    fixed_count = 2
+    pool = "analyst"
+
+    def wait_time(self) -> float:
+        return random.uniform(self.options.post_wait_min, self.options.post_wait_max)
+
+    def post(self, body: dict[str, Any], name: str) -> None:
+        self.client.post("/v1/posts", json=body, headers=self.auth(), name=name)
+
+    @task(4)
+    def post_call(self) -> None:
+        symbol = random.choice(SYMBOLS)
+        side = random.choice(("BUY", "SELL"))
+        entry = round(random.uniform(100, 3000), 2)
+        up, down = round(entry * 1.06, 2), round(entry * 0.97, 2)
+        urgent = random.random() < self.options.urgent_ratio
+        body = {
+            "post_type": "call",
+            "title": f"{symbol} {side} {new_post_token()}",
+            "content": f"{side} {symbol} around {entry}. Keep the stop loss strict.",
+            "strategy_type": random.choice(("intraday", "swing", "positional")),
+            "stock_symbol": symbol,
+            "action": side,
+            "entry_price": entry,
+            "target_price": up if side == "BUY" else down,
+            "stop_loss": down if side == "BUY" else up,
+            "confidence_level": random.choice(("MEDIUM", "HIGH")),
+            "is_urgent": urgent,
+        }
+        self.post(body, "/v1/posts (urgent call)" if urgent else "/v1/posts (call)")
+
+    @task(1)
+    def post_commentary(self) -> None:
+        body = {
+            "post_type": "commentary",
+            "title": f"Market view {new_post_token()}",
+            "content": " ".join(random.choices(CHAT_LINES, k=6)),
+        }
+        self.post(body, "/v1/posts (commentary)")
+
+    @task(2)
+    def timeline(self) -> None:
+        self.client.get(
+            f"/v1/analysts/{self.user_id}/posts?limit=20",
+            headers=self.auth(),
+            name="/v1/analysts/{id}/posts",
+        )
+
+
+class InboxUser(SwitchboardUser):
+    """A trader reading notifications and the feed over REST (no socket)."""
+
+    weight = 1
+    pool = "inbox"
+
+    def wait_time(self) -> float:
+        return random.uniform(self.options.inbox_wait_min, self.options.inbox_wait_max)
+
+    @task(4)
+    def unread_count(self) -> None:
+        self.client.get("/v1/inbox/unread-count", headers=self.auth())
+
+    @task(3)
+    def notifications(self) -> None:
+        self.client.get(
+            "/v1/inbox/notifications?limit=20", headers=self.auth(), name="/v1/inbox/notifications"
+        )
+
+    @task(2)
+    def read_one(self) -> None:
+        response = self.client.get(
+            "/v1/inbox/notifications?unread=true&limit=5",
+            headers=self.auth(),
+            name="/v1/inbox/notifications?unread=true",
+        )
+        items = response.json().get("items", []) if response.status_code == 200 else []
+        if items:
+            self.client.post(
+                f"/v1/inbox/notifications/{items[0]['id']}/read",
+                headers=self.auth(),
+                name="/v1/inbox/notifications/{id}/read",
+            )
+
+    @task(2)
+    def feed(self) -> None:
+        self.client.get("/v1/feed?limit=20", headers=self.auth(), name="/v1/feed")
+
+    @task(1)
+    def read_all(self) -> None:
+        self.client.post("/v1/inbox/read-all", headers=self.auth())
