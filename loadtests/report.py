@@ -238,6 +238,234 @@ def idle_section(idle: Result | None) -> str:
     )
 
 
+# --- notifications (loadtests/bench_notifications.py) -------------------------------------------
+
+NOTIFY_BENCH = "python -m loadtests.bench_notifications"
+NOTIFY_PARTS = ("creation", "delivery", "inapp")
+
+
+def load_notifications(results: Path) -> Result:
+    path = results / "notifications.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def notify_command(part: str, data: Result | None) -> str:
+    return f"{NOTIFY_BENCH} {data['command'] if data else '--parts ' + part}"
+
+
+def notify_not_run(part: str) -> str:
+    return f"Not run yet: `{notify_command(part, None)}`"
+
+
+def worker_processes(count: int) -> str:
+    return "1 worker process" if count == 1 else f"{count} worker processes"
+
+
+def plot_notify_delivery(delivery: Result, path: Path) -> None:
+    from matplotlib.ticker import EngFormatter
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    names = {"push": "push", "email": "e-mail"}
+    styles = ["-", "--", ":", "-."]
+    for r, run in enumerate(delivery["runs"]):
+        workers = run["concurrency"]["workers"]
+        for i, ch in enumerate(run["channels"]):
+            xs = [point[0] for point in ch["curve"]]
+            ys = [point[1] for point in ch["curve"]]
+            label = f"{names.get(ch['channel'], ch['channel'])}, {worker_processes(workers)}:"
+            ax.plot(
+                xs,
+                ys,
+                color=f"C{i}",
+                linestyle=styles[r % len(styles)],
+                label=f"{label} {ch['per_s']:,.0f}/s",
+            )
+    ax.set_title("Outbox drained by run_delivery workers (jobs committed at t = 0)")
+    ax.set_xlabel("seconds since the jobs were committed")
+    ax.set_ylabel("jobs sent")
+    ax.yaxis.set_major_formatter(EngFormatter())
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def plot_notify_latency(inapp: Result, path: Path) -> None:
+    fig = _figure()
+    ax = fig.add_subplot()
+    quantiles = inapp["quantiles_ms"]
+    ax.plot(quantiles, list(range(len(quantiles))), color="C0", drawstyle="steps-post")
+    for q, color in (("p50", "C1"), ("p99", "C3")):
+        value = inapp[f"{q}_ms"]
+        ax.axvline(value, color=color, linestyle="--", linewidth=1, label=f"{q}: {value:g} ms")
+    ax.set_title(
+        f"In-app notification, commit to socket ({inapp['users']} users, 1 gateway process,"
+        f" {inapp['offered_per_s']:g}/s)"
+    )
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("notifications delivered within (%)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def notify_creation_section(creation: Result | None) -> str:
+    if creation is None:
+        return notify_not_run("creation")
+    keys = ["run", "recipients", "notifications", "push_jobs", "email_jobs", "seconds"]
+    keys += ["notifications_per_s", "jobs_per_s"]
+    header = ["Run", "Recipients", "Notifications", "Push jobs", "E-mail jobs", "Seconds"]
+    header += ["Notifications/s", "Jobs/s"]
+    rows = [[cell(r[k]) for k in keys] for r in creation["runs"]]
+    return "\n".join(
+        [
+            f"One `notify()` to `subscribers_of(analyst)` for an analyst with"
+            f" {creation['subscribers']:,} active subscribers, each with a verified e-mail"
+            " address and one push device. It is one statement: per subscriber a notification"
+            " (in-app, so it also queues a NOTIFY for the gateways), a push job and an e-mail"
+            " job. No gateway or worker runs meanwhile. Run 1 is the first event on freshly"
+            " seeded (and analysed) tables; each later run is a new event on the grown tables.",
+            "",
+            table(header, rows),
+            "",
+            f"Replaying the last event (same `event_key`) created"
+            f" {creation['replay_created']:,} notifications in"
+            f" {cell(creation['replay_seconds'])} s.",
+        ]
+    )
+
+
+def notify_delivery_section(delivery: Result | None, plots: bool, img: Path) -> str:
+    if delivery is None:
+        return notify_not_run("delivery")
+    c = delivery["runs"][0]["concurrency"]
+    out = [
+        "The jobs of one channel are committed by one `notify()` while `run_delivery` runs,"
+        " idle and listening, in one or more worker processes (asyncio's loop, a database pool"
+        f" of {c['worker_pool']} each, INFO logging as in production); seconds run from just"
+        " before that commit to the last job's `sent_at`. Push goes through pyfcm, with"
+        " google-auth's OAuth flow, to the FCM stand-in of `tests/notifications/fakes.py`;"
+        " e-mail through aiosmtplib, one SMTP connection per message, to its aiosmtpd sink."
+        " The stand-ins answer at once, in a process of their own, so these are the workers'"
+        " own ceilings on this machine, not a provider's.",
+        "",
+        f"Concurrency per worker process (the code's defaults): claim batches of"
+        f" {c['claim_batch']} jobs, each finished before the next claim;"
+        f" {c['push_threads']} push threads; {c['smtp_connections']} SMTP connections at once."
+        ' "Batch" is the mean time from a claim to the last job of that batch sent, against'
+        " the mean time to a job sent: the gap is time the batch waits for its stragglers."
+        " CPU is in % of one core; the machine's in % of all its cores.",
+        "",
+    ]
+    header = ["Channel", "Workers", "Jobs", "Sent", "Seconds", "Deliveries/s", "Batch ms"]
+    header += ["Job ms", "Workers CPU", "Stand-ins CPU", "Machine CPU"]
+    rows = []
+    problems = 0
+    for run in delivery["runs"]:
+        problems += run.get("worker_log_problems", 0)
+        for ch in run["channels"]:
+            batches = ch.get("batches") or {}
+            rows.append(
+                [
+                    ch["channel"],
+                    str(run["concurrency"]["workers"]),
+                    cell(ch["jobs"]),
+                    cell(ch["sent"]),
+                    cell(ch["seconds"]),
+                    cell(round(ch["per_s"])),
+                    cell(batches.get("mean_span_ms", "—")),
+                    cell(batches.get("mean_job_ms", "—")),
+                    f"{ch['workers_cpu_pct']:g}%",
+                    f"{ch['stand_ins_cpu_pct']:g}%",
+                    f"{ch['machine_cpu_pct']:g}%",
+                ]
+            )
+    out.append(table(header, rows))
+    if problems:
+        out += ["", f"The worker logs had {problems} warning/error lines."]
+    if plots and rows:
+        plot_notify_delivery(delivery, img / "notifications-delivery.png")
+        out += ["", "![Jobs sent over time, push and e-mail](img/notifications-delivery.png)"]
+    return "\n".join(out)
+
+
+def notify_inapp_section(inapp: Result | None, plots: bool, img: Path) -> str:
+    if inapp is None:
+        return notify_not_run("inapp")
+    out = [
+        f"{inapp['users']} users connected to one gateway process with the benchmark client;"
+        f" {inapp['committed']:,} notifications committed one at a time at"
+        f" {inapp['offered_per_s']:g}/s (open loop) for {inapp['duration_s']:g} s, each by"
+        " `notify()` with a list of one user id inside the caller's transaction. Latency runs"
+        " from just before COMMIT to the `notification` frame's arrival at the user's socket:"
+        " the NOTIFY, the gateway's load query (`gateway/notifications.py`) and the write.",
+        "",
+    ]
+    keys = ["users", "offered_per_s", "committed_per_s", "committed", "delivered"]
+    keys += ["p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms"]
+    header = ["Users", "Offered/s", "Committed/s", "Committed", "Delivered"]
+    header += ["p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"]
+    out.append(table(header, [[cell(inapp[k]) for k in keys]]))
+    if inapp.get("duplicates"):
+        out += ["", f"{inapp['duplicates']} frames arrived twice."]
+    if plots:
+        plot_notify_latency(inapp, img / "notifications-latency.png")
+        out += ["", "![In-app latency distribution](img/notifications-latency.png)"]
+    return "\n".join(out)
+
+
+def notifications_section(results: Path, plots: bool, img: Path) -> str:
+    data = load_notifications(results)
+    parts = {name: data.get(name) for name in NOTIFY_PARTS}
+    ran = [
+        f"    {notify_command(name, part)}" + ("" if part else "  # not run yet")
+        for name, part in parts.items()
+    ]
+    rows = [
+        [name]
+        + [str(part["machine"][k]) for k in ("date", "cpus", "python")]
+        + [f"{part.get('background_cpu_pct', '—')}%"]
+        for name, part in parts.items()
+        if part
+    ]
+    header = ["Part", "Date", "CPUs", "Python", "Machine busy before"]
+    return "\n".join(
+        [
+            "The notification path of `docs/notifications.md`, measured by"
+            " `loadtests/bench_notifications.py`: how fast one `notify()` writes a large"
+            " fan-out, how fast the delivery workers drain the outbox, and how long an in-app"
+            " notification takes from commit to socket. Each part builds a throwaway database"
+            " on the same Postgres; everything runs on loopback on this machine, load generator"
+            " included. `make bench` runs it at its default sizes; these figures came from:",
+            "",
+            *ran,
+            "",
+            table(header, rows, numeric=False) if rows else "No results yet.",
+            "",
+            '"Machine busy before" is the CPU in use during the second before the part'
+            " started (other work on the machine, which the figures then share it with).",
+            "",
+            "### Creating a fan-out: one `notify()` call",
+            "",
+            notify_creation_section(parts["creation"]),
+            "",
+            "### Delivering push and e-mail: the outbox drained",
+            "",
+            notify_delivery_section(parts["delivery"], plots, img),
+            "",
+            "### In-app: commit to socket",
+            "",
+            notify_inapp_section(parts["inapp"], plots, img),
+        ]
+    )
+
+
 def render(results: Path, out: Path) -> str:
     names = ["idle", "fanout-1p", "fanout-2p", "latency"]
     data = {name: load(results, name) for name in names}
@@ -320,6 +548,10 @@ def render(results: Path, out: Path) -> str:
         " and each message crosses Redis once more and is coalesced less (the Redis reader"
         " hands over messages one by one). Several processes pay off when they have cores of"
         " their own, and they are what lets sockets and rooms outgrow one process at all.",
+        "",
+        "## Notifications",
+        "",
+        notifications_section(results, plots, img),
         "",
     ]
     if not plots:

@@ -14,4 +14,5 @@ python -m loadtests.bench_gateway idle --sockets "${BENCH_SOCKETS:-15000}"
 python -m loadtests.bench_gateway fanout --processes 1 --subscribers 100 500 1000 2000 --messages 1000
 python -m loadtests.bench_gateway fanout --processes 2 --subscribers 100 500 1000 2000 --messages 1000
 python -m loadtests.bench_gateway latency --rates 250 500 1000 1500 2000
+python -m loadtests.bench_notifications
 python -m loadtests.report
