@@ -1,0 +1,1 @@
+"""Peer servers and their client for the side-by-side race (`loadtests.race`)."""
