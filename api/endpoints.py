@@ -5,6 +5,7 @@ declared through it, so the document cannot miss one (a test checks the router t
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,11 @@ from api.auth import caller
 from kernel.errors import BadRequest, TooLarge
 
 MAX_BODY = 256 * 1024
+# Postgres text cannot hold NUL, so no string of the API may: refused up front as a bad request
+# rather than failing in the database. In JSON a NUL is only ever the escape \u0000, counted
+# as one when an even number of backslashes (escaped backslashes) stands before it.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_NUL_REFUSED = "text may not contain NUL (\\u0000) characters"
 
 
 @dataclass(frozen=True)
@@ -72,10 +78,14 @@ def endpoint(
             if auth:  # who is calling is settled before the body is even read
                 await caller(request)
             kwargs: dict[str, Any] = {}
+            if any("\x00" in v for v in (*request.match_info.values(), *request.query.values())):
+                raise BadRequest(_NUL_REFUSED)
             if body_decoder is not None:
                 if request.content_length and request.content_length > MAX_BODY:
                     raise TooLarge(f"body is over {MAX_BODY} bytes")
                 raw = await request.read()
+                if _JSON_NUL.search(raw):
+                    raise BadRequest(_NUL_REFUSED)
                 try:
                     kwargs["body"] = body_decoder.decode(raw or b"{}")
                 except msgspec.DecodeError as exc:

@@ -3,6 +3,7 @@ served at GET /openapi.json."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -86,7 +87,12 @@ def _operation(spec: Endpoint, refs: dict[type, dict[str, Any]]) -> dict[str, An
     if spec.response is not None and spec.status != 204:
         ok["content"] = {"application/json": {"schema": refs[spec.response]}}
     responses[str(spec.status)] = ok
-    for status in sorted({*spec.errors, 400, *((401,) if spec.auth else ())}):
+    automatic = {  # answered by api/endpoints.py itself, whatever the handler declares
+        400,
+        *((401,) if spec.auth else ()),
+        *((413,) if spec.body is not None else ()),
+    }
+    for status in sorted({*spec.errors, *automatic}):
         responses[str(status)] = {
             "description": _REASONS.get(status, "Error"),
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -106,6 +112,21 @@ def _path_params(path: str) -> list[str]:
 
 
 _COMPONENTS: dict[str, Any] = {}
+_PYTHON_END = re.compile(r"(?<!\\)((?:\\\\)*)\\Z\Z")
+
+
+def _ecma_patterns(node: Any) -> None:
+    """Patterns end in `\\Z` for msgspec, which matches with Python's `re`, where `$` would
+    also let a trailing newline through; JSON Schema's (ECMA 262) `$` is that `\\Z`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                node[key] = _PYTHON_END.sub(r"\1$", value)
+            else:
+                _ecma_patterns(value)
+    elif isinstance(node, list):
+        for item in node:
+            _ecma_patterns(item)
 
 
 def build_document() -> dict[str, Any]:
@@ -115,6 +136,7 @@ def build_document() -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
+    _ecma_patterns([schemas, components])
     _COMPONENTS.clear()
     _COMPONENTS.update(components)
     refs = dict(zip(types, schemas, strict=True))

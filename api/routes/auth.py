@@ -31,10 +31,18 @@ from kernel.tokens import sign_access_token
 
 routes = web.RouteTableDef()
 
-Email = Annotated[str, Meta(max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Phone = Annotated[str, Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")]
+# The rule of the users and otp_verifications tables (email_format checks): anything looser
+# passes here and then fails in the database.
+Email = Annotated[
+    str,
+    Meta(
+        max_length=255,
+        pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\Z",
+    ),
+]
+Phone = Annotated[str, Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", description="E.164")]
 Password = Annotated[str, Meta(min_length=8, max_length=128)]
-Code = Annotated[str, Meta(pattern=r"^[0-9]{6}$")]
+Code = Annotated[str, Meta(pattern=r"^[0-9]{6}\Z")]
 
 
 class OtpRequest(Struct, forbid_unknown_fields=True):

@@ -59,9 +59,12 @@ class ChannelsQuery(PageQuery, kw_only=True):
     analyst_id: uuid.UUID
 
 
+Seq = Annotated[int, Meta(le=2**63 - 1)]  # chat_messages.seq is a bigint
+
+
 class HistoryQuery(Struct, kw_only=True):
-    before_seq: Annotated[int, Meta(ge=1)] | None = None
-    after_seq: Annotated[int, Meta(ge=0)] | None = None
+    before_seq: Annotated[Seq, Meta(ge=1)] | None = None
+    after_seq: Annotated[Seq, Meta(ge=0)] | None = None
     limit: Annotated[int, Meta(ge=1, le=100)] = 50
 
 

@@ -20,28 +20,31 @@ from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
 
-CodeText = Annotated[str, Meta(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_-]+$")]
+CodeText = Annotated[str, Meta(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_-]+\Z")]
 Cycle = Literal["monthly", "yearly"]
 Restriction = Literal["monthly", "yearly", "both"]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(max_length=255)]
 Description = Annotated[str, Meta(max_length=2000)]
+_INT_MAX = 2**31 - 1  # the counts and amounts are integer (int4) columns
 TierIds = Annotated[list[uuid.UUID], Meta(min_length=1, max_length=100)]
 
 
 class DiscountCodeBody(Struct, forbid_unknown_fields=True):
     code: CodeText
     discount_type: Literal["percentage", "fixed_amount"]
-    discount_value: Annotated[int, Meta(ge=1, description="1-100 (percentage) or paise")]
+    discount_value: Annotated[
+        int, Meta(ge=1, le=_INT_MAX, description="1-100 (percentage) or paise")
+    ]
     code_name: Name | None = None
     code_description: Description | None = None
-    max_discount_amount: Annotated[int, Meta(ge=0)] | None = None
+    max_discount_amount: Annotated[int, Meta(ge=0, le=_INT_MAX)] | None = None
     applicable_tiers: TierIds | None = None
     billing_cycle_restriction: Restriction = "both"
     first_time_only: bool = False
     is_active: bool = True
-    usage_limit: Annotated[int, Meta(ge=1)] | None = None
-    per_user_limit: Annotated[int, Meta(ge=1)] | None = 1
+    usage_limit: Annotated[int, Meta(ge=1, le=_INT_MAX)] | None = None
+    per_user_limit: Annotated[int, Meta(ge=1, le=_INT_MAX)] | None = 1
     valid_from: Instant | None = None
     valid_until: Instant | None = None
 
@@ -50,16 +53,16 @@ class DiscountCodeEdit(Struct, forbid_unknown_fields=True):
     """Fields left out stay as they are; `code` cannot change once issued."""
 
     discount_type: Literal["percentage", "fixed_amount"] | UnsetType = UNSET
-    discount_value: Annotated[int, Meta(ge=1)] | UnsetType = UNSET
+    discount_value: Annotated[int, Meta(ge=1, le=_INT_MAX)] | UnsetType = UNSET
     code_name: Name | UnsetType | None = UNSET
     code_description: Description | UnsetType | None = UNSET
-    max_discount_amount: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
+    max_discount_amount: Annotated[int, Meta(ge=0, le=_INT_MAX)] | UnsetType | None = UNSET
     applicable_tiers: TierIds | UnsetType | None = UNSET
     billing_cycle_restriction: Restriction | UnsetType = UNSET
     first_time_only: bool | UnsetType = UNSET
     is_active: bool | UnsetType = UNSET
-    usage_limit: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
-    per_user_limit: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    usage_limit: Annotated[int, Meta(ge=1, le=_INT_MAX)] | UnsetType | None = UNSET
+    per_user_limit: Annotated[int, Meta(ge=1, le=_INT_MAX)] | UnsetType | None = UNSET
     valid_from: Instant | UnsetType | None = UNSET
     valid_until: Instant | UnsetType | None = UNSET
 

@@ -28,7 +28,7 @@ VISITOR_COOKIE = "sb_visitor"
 VISITOR_COOKIE_MAX_AGE = 365 * 24 * 3600
 _INT_MAX = 2**31 - 1
 
-InviteCode = Annotated[str, Meta(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_-]+$")]
+InviteCode = Annotated[str, Meta(min_length=3, max_length=50, pattern=r"^[A-Za-z0-9_-]+\Z")]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(max_length=255)]
 Description = Annotated[str, Meta(max_length=2000)]
@@ -41,7 +41,9 @@ class InviteBody(Struct, forbid_unknown_fields=True):
     link_description: Description | None = None
     is_active: bool = True
     expires_at: Instant | None = None
-    max_uses: Annotated[int, Meta(ge=1, description="signups the link may bring")] | None = None
+    max_uses: (
+        Annotated[int, Meta(ge=1, le=_INT_MAX, description="signups the link may bring")] | None
+    ) = None
     discount_code_id: uuid.UUID | None = None
     utm_source: Utm | None = None
     utm_medium: Utm | None = None
@@ -55,7 +57,7 @@ class InviteEdit(Struct, forbid_unknown_fields=True):
     link_description: Description | UnsetType | None = UNSET
     is_active: bool | UnsetType = UNSET
     expires_at: Instant | UnsetType | None = UNSET
-    max_uses: Annotated[int, Meta(ge=1)] | UnsetType | None = UNSET
+    max_uses: Annotated[int, Meta(ge=1, le=_INT_MAX)] | UnsetType | None = UNSET
     discount_code_id: uuid.UUID | UnsetType | None = UNSET
     utm_source: Utm | UnsetType | None = UNSET
     utm_medium: Utm | UnsetType | None = UNSET

@@ -17,7 +17,7 @@ from workers.scheduler import RunRecord, Schedule, next_after, recent_runs
 
 routes = web.RouteTableDef()
 
-JobName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="a job's name")]
+JobName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,62}\Z", description="a job's name")]
 
 
 class JobOut(Struct):

@@ -21,8 +21,8 @@ from kernel.errors import BadRequest, NotFound, SwitchboardError
 
 routes = web.RouteTableDef()
 
-Clock = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
-Category = Annotated[str, Meta(pattern=r"^(\*|[a-z][a-z0-9_]{0,49})$")]
+Clock = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z", description="HH:MM")]
+Category = Annotated[str, Meta(pattern=r"^(\*|[a-z][a-z0-9_]{0,49})\Z")]
 # A transparent 1x1 GIF: what an e-mail client fetches as the open pixel.
 _PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
@@ -65,7 +65,7 @@ class AudienceIn(Struct, forbid_unknown_fields=True):
 
 class NotificationIn(Struct, forbid_unknown_fields=True):
     event_key: Annotated[str, Meta(min_length=1, max_length=200)]
-    notification_type: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,49}$")]
+    notification_type: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,49}\Z")]
     user_ids: Annotated[list[uuid.UUID], Meta(max_length=10_000)] | None = None
     audience: AudienceIn | None = None
     title: Annotated[str, Meta(max_length=255)] | None = None

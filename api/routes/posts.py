@@ -31,9 +31,9 @@ Confidence = Literal["LOW", "MEDIUM", "HIGH", "VERY_HIGH"]
 Outcome = Literal["target_hit", "stop_loss_hit", "closed", "expired"]
 Title = Annotated[str, Meta(min_length=1, max_length=255)]
 Content = Annotated[str, Meta(min_length=1, max_length=50_000)]
-Symbol = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9&._:-]{0,49}$")]
+Symbol = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9&._:-]{0,49}\Z")]
 Price = Annotated[float, Meta(gt=0, lt=1e10, description="at most 2 decimal places")]
-Ratio = Annotated[str, Meta(pattern=r"^1:[0-9]{1,13}(\.[0-9]{1,2})?$", description='"1:N"')]
+Ratio = Annotated[str, Meta(pattern=r"^1:[0-9]{1,13}(\.[0-9]{1,2})?\Z", description='"1:N"')]
 
 
 class PostCreate(Struct, forbid_unknown_fields=True):

@@ -24,16 +24,16 @@ routes = web.RouteTableDef()
 
 DisplayName = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S")]
 Bio = Annotated[str, Meta(max_length=2000, description="Markdown, at most 2000 characters")]
-Url = Annotated[str, Meta(max_length=500, pattern=r"^https?://\S+$")]
+Url = Annotated[str, Meta(max_length=500, pattern=r"^https?://\S+\Z")]
 Tag = Annotated[str, Meta(min_length=1, max_length=50, pattern=r"\S")]
 Tags = Annotated[list[Tag], Meta(max_length=20)]
-Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z", description="ISO 3166-1 alpha-2")]
 Registration = Annotated[
     str,
     Meta(
         min_length=1,
         max_length=50,
-        pattern=r"^\s*[A-Za-z0-9][A-Za-z0-9 ./-]*\s*$",
+        pattern=r"^\s*[A-Za-z0-9][A-Za-z0-9 ./-]*\s*\Z",
         description="stored trimmed and upper-cased; unique across analysts",
     ),
 ]

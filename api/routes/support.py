@@ -66,7 +66,7 @@ class OpenTicketBody(Struct, forbid_unknown_fields=True):
     description: Annotated[str, Meta(max_length=10000)] | None = None
     ticket_type: TicketType = "other"
     priority: Priority = "medium"
-    related_entity_type: Annotated[str, Meta(max_length=50, pattern=r"^[a-z][a-z_]*$")] | None = (
+    related_entity_type: Annotated[str, Meta(max_length=50, pattern=r"^[a-z][a-z_]*\Z")] | None = (
         None
     )
     related_entity_id: uuid.UUID | None = None

@@ -1,0 +1,466 @@
+"""Property-based run of schemathesis against the API's own OpenAPI document.
+
+The real app listens on a loopback port (its own thread and event loop, so schemathesis's
+blocking HTTP client can talk to it from the test) over this test's fresh database, seeded
+with a small world so that path parameters hit real rows for part of the examples. Every
+operation of GET /openapi.json is run (examples, coverage and fuzzing phases) with a bounded,
+derandomized number of examples, once as each of an admin, an approved analyst and a
+subscribed trader, and each response is checked: no 5xx, a documented status code, the
+documented content type and a body that matches the documented schema.
+
+Nothing is excluded. Notes on the operations that can only be reached part-way:
+- POST /v1/payments/webhook: generated bodies are never signed with the webhook secret, so only
+  the refusals (400/401) are exercised; the signed paths are covered in test_payments.py.
+- GET /v1/i/{code} (302) and GET /v1/notifications/email/click (303) redirect: redirects are
+  not followed (allow_redirects=False), so the documented 3xx status is what gets checked
+  and nothing leaves the machine.
+- Auth endpoints limit attempts per account and per address; they may answer 429, which their
+  operations document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import unittest
+import uuid
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+import schemathesis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from hypothesis import strategies as st
+from schemathesis import BaseSchema, HookContext
+from schemathesis.checks import (
+    content_type_conformance,
+    load_all_checks,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
+from schemathesis.pytest.lazy import get_all_tests
+
+from api.app import create_app
+from api.otp import OtpSenders, SmtpOtpSender
+from kernel.config import load_settings
+from kernel.db import connect
+from kernel.tokens import sign_access_token
+from tests.api.conftest import SmsCapture, SmtpSink
+from tests.conftest import free_port
+from tests.factories import insert_row, make_analyst, make_subscription, make_tier, make_user
+
+T = TypeVar("T")
+
+# Generated examples per operation and role (on top of the deterministic coverage cases) and
+# the seed; SB_SCHEMATHESIS_EXAMPLES and SB_SCHEMATHESIS_SEED change them for a deeper run.
+MAX_EXAMPLES = int(os.environ.get("SB_SCHEMATHESIS_EXAMPLES", "25"))
+SEED = int(os.environ.get("SB_SCHEMATHESIS_SEED", "20240601"))
+MAX_REQUEST_LINE = 8190  # aiohttp's default max_line_size (the API runs with the defaults)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@dataclass
+class World:
+    admin: uuid.UUID
+    analyst: uuid.UUID
+    trader: uuid.UUID
+    path_values: dict[str, dict[str, str]]  # path template -> real values of its parameters
+
+
+class LiveApi:
+    """The app on 127.0.0.1:<free port>, served by its own thread's event loop."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the server's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
+
+    def start(self) -> None:
+        self._thread.start()
+
+        async def serve() -> None:
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+        self.run(serve())
+
+    def stop(self) -> None:
+        try:
+            self.run(self._runner.cleanup())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+
+
+async def seed(dsn: str) -> World:
+    """An admin; an approved analyst with a tier, a channel with a message, a post, a discount
+    code and an invite link; a trader subscribed to the tier (with a captured payment), who
+    bookmarked and reviewed, has a notification and a support ticket, and flagged the post."""
+    db: asyncpg.Connection = await connect(dsn)
+    try:
+        admin = await make_user(db, user_type="admin")
+        analyst = await make_analyst(db, verification_status="approved")
+        tier = await make_tier(db, analyst, price_monthly=99900, price_yearly=999000)
+        trader = await make_user(db)
+        subscription = await make_subscription(db, trader, tier)
+        channel = await insert_row(
+            db,
+            "chat_channels",
+            {"analyst_id": analyst, "channel_name": "Desk", "channel_type": "community"},
+        )
+        await insert_row(
+            db,
+            "chat_messages",
+            {"channel_id": channel, "user_id": analyst, "analyst_id": analyst, "message": "hi"},
+        )
+        post = await insert_row(
+            db,
+            "posts",
+            {
+                "analyst_id": analyst,
+                "title": "NIFTY long",
+                "content": "Buy the dip",
+                "post_type": "call",
+                "strategy_type": "swing",
+                "stock_symbol": "NIFTY",
+                "action": "BUY",
+                "entry_price": 100,
+                "target_price": 120,
+                "stop_loss": 90,
+                "call_status": "open",
+            },
+        )
+        bookmark = await insert_row(db, "bookmarks", {"user_id": trader, "post_id": post})
+        review = await insert_row(
+            db,
+            "reviews",
+            {"user_id": trader, "analyst_id": analyst, "rating": 4, "review_text": "Solid"},
+        )
+        notification = await insert_row(
+            db,
+            "notifications",
+            {
+                "user_id": trader,
+                "notification_type": "new_post",
+                "title": "New post",
+                "message": "NIFTY long",
+                "action_url": "https://switchboard.example/posts",
+            },
+        )
+        ticket = await insert_row(
+            db, "support_tickets", {"user_id": trader, "subject": "Cannot pay"}
+        )
+        flag = await insert_row(
+            db,
+            "moderation_flags",
+            {
+                "reported_by": trader,
+                "flagged_entity_type": "post",
+                "flagged_entity_id": post,
+                "flag_reason": "spam",
+            },
+        )
+        discount = await insert_row(
+            db,
+            "discount_codes",
+            {
+                "analyst_id": analyst,
+                "code": "WELCOME10",
+                "discount_type": "percentage",
+                "discount_value": 10,
+                "valid_until": datetime.now(UTC) + timedelta(days=30),
+            },
+        )
+        invite = await insert_row(
+            db, "invite_links", {"analyst_id": analyst, "invite_code": "desk-invite"}
+        )
+        payment = await insert_row(
+            db,
+            "payment_transactions",
+            {
+                "user_id": trader,
+                "analyst_id": analyst,
+                "subscription_id": subscription,
+                "razorpay_order_id": "order_seed0001",
+                "razorpay_payment_id": "pay_seed0001",
+                "transaction_type": "subscription_payment",
+                "amount": 99900,
+                "status": "captured",
+                "payout_amount": 79920,
+                "platform_commission": 19980,
+            },
+        )
+    finally:
+        await db.close()
+    a, ids = str(analyst), {"analyst_id": str(analyst)}
+    path_values = {
+        "/v1/analysts/{analyst_id}": ids,
+        "/v1/analysts/{analyst_id}/posts": ids,
+        "/v1/analysts/{analyst_id}/tiers": ids,
+        "/v1/analysts/{analyst_id}/reviews": ids,
+        "/v1/admin/analysts/{analyst_id}/review": {"analyst_id": a},
+        "/v1/admin/analysts/{analyst_id}/approve": {"analyst_id": a},
+        "/v1/admin/analysts/{analyst_id}/reject": {"analyst_id": a},
+        "/v1/tiers/{tier_id}": {"tier_id": str(tier)},
+        "/v1/discount-codes/{code}/preview": {"code": "WELCOME10"},
+        "/v1/i/{code}": {"code": "desk-invite"},
+    }
+    by_id = {
+        "/v1/posts/{id}": post,
+        "/v1/posts/{id}/call-status": post,
+        "/v1/bookmarks/{id}": bookmark,
+        "/v1/channels/{id}": channel,
+        "/v1/channels/{id}/archive": channel,
+        "/v1/channels/{id}/unarchive": channel,
+        "/v1/channels/{id}/messages": channel,
+        "/v1/discount-codes/{id}": discount,
+        "/v1/inbox/notifications/{id}/read": notification,
+        "/v1/invite-links/{id}": invite,
+        "/v1/moderation/flags/{id}": flag,
+        "/v1/moderation/queue/{id}": flag,
+        "/v1/moderation/queue/{id}/review": flag,
+        "/v1/moderation/queue/{id}/resolve": flag,
+        "/v1/moderation/queue/{id}/action": flag,
+        "/v1/subscriptions/{id}": subscription,
+        "/v1/subscriptions/{id}/cancel": subscription,
+        "/v1/payments/{id}": payment,
+        "/v1/payments/{id}/refund": payment,
+        "/v1/reviews/{id}": review,
+        "/v1/reviews/{id}/response": review,
+        "/v1/reviews/{id}/votes": review,
+        "/v1/reviews/{id}/moderation": review,
+        "/v1/support/tickets/{id}": ticket,
+        "/v1/support/tickets/{id}/status": ticket,
+    }
+    path_values.update({path: {"id": str(row)} for path, row in by_id.items()})
+    return World(admin=admin, analyst=analyst, trader=trader, path_values=path_values)
+
+
+@pytest.fixture
+def live(
+    dsn: str, secret: str, smtp_sink: SmtpSink, sms: SmsCapture
+) -> Iterator[tuple[LiveApi, World]]:
+    settings = load_settings(
+        {
+            "DATABASE_URL": dsn,
+            "SWITCHBOARD_SECRET": secret,
+            "BCRYPT_ROUNDS": "4",
+            "SMTP_URL": smtp_sink.url,
+            "RAZORPAY_KEY_SECRET": "rzp-test-key-secret",
+            "RAZORPAY_WEBHOOK_SECRET": "rzp-test-webhook-secret",
+            "PUBLIC_BASE_URL": "https://switchboard.example",
+        }
+    )
+    senders = OtpSenders(email=SmtpOtpSender(settings.smtp_url, settings.mail_from), sms=sms)
+    server = LiveApi(create_app(settings, senders))
+    server.start()
+    try:
+        world = server.run(seed(dsn))
+        yield server, world
+    finally:
+        server.stop()  # before this test's database is dropped
+
+
+def load_schema(server: LiveApi, world: World, token: str) -> BaseSchema:
+    config = schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            # Generation time depends on the machine's load; the example count bounds it.
+            "suppress-health-check": ["too_slow"],
+            "headers": {"Authorization": f"Bearer {token}"},
+            "generation": {
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+            },
+            "phases": {"stateful": {"enabled": False}},
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json", config=config)
+
+    @schema.hook
+    def before_generate_path_parameters(context: HookContext, strategy: Any) -> Any:
+        """Half the examples use the seeded rows' ids, the rest whatever is generated."""
+        assert context.operation is not None
+        real = world.path_values.get(context.operation.path)
+        return strategy if real is None else st.one_of(st.just(real), strategy)
+
+    return schema
+
+
+def _shorten(report: str) -> str:
+    """Generated inputs can be huge: keep each line of a report readable."""
+    return "\n".join(
+        line if len(line) <= 300 else line[:300] + " [...]" for line in report.splitlines()
+    )
+
+
+def run_every_operation(schema: BaseSchema) -> tuple[int, list[str]]:
+    """Run each operation's Hypothesis test (examples, coverage and fuzzing phases, as the
+    config says); return how many operations ran and one report per failing operation.
+
+    schemathesis.pytest.from_fixture would do the same, but its wrapper rewrites a private
+    attribute of pytest's test items that pytest 9.2 no longer has; this drives the very
+    tests it builds (`get_all_tests`) without touching pytest.
+    """
+    load_all_checks()
+
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(allow_redirects=False, timeout=30)
+        target = urlsplit(response.request.url)
+        if len(target.path) + len(target.query) + 1 > MAX_REQUEST_LINE:
+            # aiohttp's HTTP parser refuses the request line before the app sees it, with a
+            # plain-text 400 (not the app's error body): a transport limit, not an API answer.
+            assert response.status_code == 400, response.status_code
+            return
+        case.validate_response(response, checks=CHECKS)
+
+    ran, failures = 0, []
+    for result in get_all_tests(schema=schema, test_func=check, settings=None, given_kwargs={}):
+        if not isinstance(result, Ok):
+            failures.append(f"invalid schema: {result.err()}")
+            continue
+        operation, test = result.ok()
+        ran += 1
+        try:
+            test()
+        except unittest.SkipTest as exc:
+            failures.append(f"{operation.label}: skipped ({exc}); nothing was sent")
+        except (Exception, FailureGroup) as exc:  # FailureGroup is a BaseExceptionGroup
+            failures.append(f"{operation.label}\n{_shorten(str(exc))}")
+    return ran, failures
+
+
+@pytest.mark.timeout(max(300, MAX_EXAMPLES * 12))
+@pytest.mark.parametrize("role", ["admin", "analyst", "trader"])
+def test_the_api_keeps_to_its_openapi_document(
+    live: tuple[LiveApi, World], secret: str, role: str
+) -> None:
+    server, world = live
+    user = {"admin": world.admin, "analyst": world.analyst, "trader": world.trader}[role]
+    token = sign_access_token(secret, str(user), "analyst", 3600)
+    schema = load_schema(server, world, token)
+    ran, failures = run_every_operation(schema)
+    assert ran == len(list(schema.get_all_operations())) > 100
+    assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
+
+
+# --- what the run found, pinned down ----------------------------------------------------------
+
+
+def _bearer(secret: str, user_id: uuid.UUID) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sign_access_token(secret, str(user_id), 'analyst', 600)}"}
+
+
+async def test_inputs_the_database_would_refuse_are_bad_requests(
+    api: TestClient, db: asyncpg.Connection, secret: str
+) -> None:
+    """Each of these passed validation and then failed in Postgres, answering 500."""
+    analyst = await make_analyst(db, verification_status="approved")
+    trader = await make_user(db)
+    code = await insert_row(
+        db,
+        "discount_codes",
+        {
+            "analyst_id": analyst,
+            "code": "TEN10",
+            "discount_type": "percentage",
+            "discount_value": 10,
+        },
+    )
+    link = await insert_row(db, "invite_links", {"analyst_id": analyst, "invite_code": "desk-1"})
+    channel = await insert_row(
+        db,
+        "chat_channels",
+        {"analyst_id": analyst, "channel_name": "D", "channel_type": "community"},
+    )
+    big = 2**31  # one past the integer (int4) columns
+    refused: list[tuple[str, str, uuid.UUID | None, dict[str, Any] | None]] = [
+        ("GET", f"/v1/channels/{channel}/messages?after_seq={2**63}", analyst, None),
+        ("POST", "/v1/auth/otp", None, {"purpose": "signup", "email": "\u00e9t\u00e9@example.com"}),
+        ("POST", "/v1/auth/otp", None, {"purpose": "signup", "email": "new@example.com\n"}),
+        ("POST", "/v1/auth/otp", None, {"purpose": "signup", "phone": "+919800000000\n"}),
+        (
+            "PUT",
+            "/v1/me/notification-preferences",
+            trader,
+            {"category": "x\n", "channel": "push", "enabled": False},
+        ),
+        (
+            "POST",
+            "/v1/discount-codes",
+            analyst,
+            {"code": "HUGE", "discount_type": "fixed_amount", "discount_value": big},
+        ),
+        ("PATCH", f"/v1/discount-codes/{code}", analyst, {"usage_limit": big}),
+        ("PATCH", f"/v1/discount-codes/{code}", analyst, {"per_user_limit": big}),
+        ("PATCH", f"/v1/discount-codes/{code}", analyst, {"max_discount_amount": big}),
+        ("POST", "/v1/invite-links", analyst, {"invite_code": "desk-2", "max_uses": big}),
+        ("PATCH", f"/v1/invite-links/{link}", analyst, {"max_uses": big}),
+        ("PATCH", f"/v1/invite-links/{link}", analyst, {"utm_source": "a\u0000b"}),
+        ("GET", "/v1/i/desk%00", None, None),
+    ]
+    for method, path, who, body in refused:
+        headers = _bearer(secret, who) if who else {}
+        response = await api.request(method, path, json=body, headers=headers)
+        assert response.status == 400, (method, path, body, await response.text())
+        assert (await response.json())["error"]["code"] == "bad_request"
+    # A JSON string that only spells the escape (a backslash, then u0000) is plain text.
+    response = await api.patch(
+        f"/v1/invite-links/{link}", json={"link_name": "\\u0000"}, headers=_bearer(secret, analyst)
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["link_name"] == "\\u0000"
+
+
+async def test_passwords_longer_than_bcrypt_reads_are_hashed_from_their_first_72_bytes(
+    api: TestClient, smtp_sink: SmtpSink
+) -> None:
+    """bcrypt 5 raises on more than 72 bytes (a 128-character password can be 512)."""
+    password = "\u00e9" * 100  # 100 characters, 200 bytes
+    address = f"long-{uuid.uuid4().hex[:8]}@example.com"
+    otp = {"purpose": "signup", "email": address}
+    assert (await api.post("/v1/auth/otp", json=otp)).status == 202
+    signup = {"email": address, "password": password, "otp": smtp_sink.code_for(address)}
+    response = await api.post("/v1/auth/signup", json=signup)
+    assert response.status == 201, await response.text()
+    login = {"email": address, "password": password}
+    assert (await api.post("/v1/auth/login", json=login)).status == 200
+    same_start = {"email": address, "password": password[:-1] + "x"}  # past byte 72: unread
+    assert (await api.post("/v1/auth/login", json=same_start)).status == 200
+    wrong = {"email": address, "password": "x" + password[1:]}
+    assert (await api.post("/v1/auth/login", json=wrong)).status == 401
+
+
+async def test_the_document_lists_413_for_bodies_and_uses_json_schema_patterns(
+    api: TestClient,
+) -> None:
+    document = await (await api.get("/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert "413" in operation["responses"], (method, path)
+    assert "\\Z" not in json.dumps(document)  # Python's end-of-text; JSON Schema says `$`
