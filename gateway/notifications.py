@@ -1,10 +1,12 @@
-"""In-app delivery: LISTEN sb_notification (one NOTIFY per new notification, from a trigger)
-and write a `notification` frame to the `user:<id>` stream of users with sockets here.
+"""In-app delivery: LISTEN sb_notification (one NOTIFY per new notification) and
+sb_notification_read (one per user whose notifications were marked read), and write
+`notification` frames and `notifications_read` events to the `user:<id>` stream of users
+with sockets here; on connect, the unread count and the newest unread notifications.
 
 Every gateway process listens and serves only its own sockets, so each socket gets each
-notification once however many processes there are; going through Redis as well would
-deliver it once per process that has the user. A missed NOTIFY (listener reconnecting) is
-covered by the unread count a client reads on connect.
+frame once however many processes there are; going through Redis as well would deliver it
+once per process that has the user. A NOTIFY missed while the listener reconnects is covered
+by what a client gets on its next connect (the unread count and the missed notifications).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import msgspec
 
-from gateway.protocol import Notification, json_encoder
+from gateway.protocol import Event, Notification, json_encoder
+from kernel import inbox
 from kernel.db import connect
 from kernel.logs import EventLog
 
@@ -28,15 +31,22 @@ if TYPE_CHECKING:
 log = EventLog("gateway.notifications")
 
 NOTIFICATION_CHANNEL = "sb_notification"
-MAX_LOAD = 1000  # notifications loaded per query
+READ_CHANNEL = "sb_notification_read"
+MAX_LOAD = 1000  # notifications loaded, or users counted, per query
 
 
-class _Notice(msgspec.Struct, frozen=True):
+class _Created(msgspec.Struct, frozen=True):
     user_id: str
     id: str
 
 
-_notice = msgspec.json.Decoder(_Notice)
+class _Read(msgspec.Struct, frozen=True):
+    user_id: str
+    ids: list[str] | None  # None: more than 100 were read at once
+
+
+_created = msgspec.json.Decoder(_Created)
+_read = msgspec.json.Decoder(_Read)
 
 _LOAD = """
 SELECT id, user_id, notification_type, title, message, action_url, priority, created_at
@@ -45,23 +55,29 @@ SELECT id, user_id, notification_type, title, message, action_url, priority, cre
  ORDER BY created_at, id
 """
 
-_UNREAD = """
-SELECT count(*) FROM analyst.notifications
- WHERE user_id = $1 AND read_at IS NULL AND send_in_app
-"""
 
-
-async def unread_count(db: asyncpg.Pool | asyncpg.Connection, user_id: str) -> int:
-    """Unread in-app notifications of the user (the badge a client shows on connect)."""
-    return int(await db.fetchval(_UNREAD, uuid.UUID(user_id)))
+def notification_frame(row: asyncpg.Record, *, missed: bool = False) -> Notification:
+    """The `notification` frame of an analyst.notifications row."""
+    return Notification(
+        channel=f"user:{row['user_id']}",
+        id=str(row["id"]),
+        notification_type=row["notification_type"],
+        title=row["title"],
+        message=row["message"],
+        action_url=row["action_url"],
+        priority=row["priority"],
+        created_at=row["created_at"].isoformat(),
+        missed=missed,
+    )
 
 
 class NotificationRelay:
-    """Hears new notifications and writes them to local sockets. `start()`, then `close()`."""
+    """Hears new and read notifications and tells local sockets. `start()`, then `close()`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        self._pending: list[str] = []
+        self._created: list[str] = []
+        self._read: list[_Read] = []
         self._flushing: asyncio.Task[None] | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -83,9 +99,12 @@ class NotificationRelay:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def unread_count(self, user_id: str) -> int:
-        """Unread in-app notifications of the user (the badge a client shows on connect)."""
-        return await unread_count(self._gateway.pool, user_id)
+    async def missed(self, user_id: str) -> tuple[int, list[Notification]]:
+        """What a socket gets on connect: the unread count and the newest unread
+        notifications (GATEWAY_MISSED_NOTIFICATIONS of them), oldest first."""
+        limit = self._gateway.settings.gateway_missed_notifications
+        unread, rows = await inbox.missed(self._gateway.pool, uuid.UUID(user_id), limit)
+        return unread, [notification_frame(row, missed=True) for row in rows]
 
     # --- listening ----------------------------------------------------------------------------
 
@@ -98,7 +117,8 @@ class NotificationRelay:
                 conn = await connect(dsn, application_name="switchboard-notifications")
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(NOTIFICATION_CHANNEL, self._on_notice)
+                await conn.add_listener(NOTIFICATION_CHANNEL, self._on_created)
+                await conn.add_listener(READ_CHANNEL, self._on_read)
                 self._ready.set()
                 delay = 0.5
                 await lost.wait()
@@ -113,45 +133,65 @@ class NotificationRelay:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
-    def _on_notice(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_created(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
-            notice = _notice.decode(payload)
+            notice = _created.decode(payload)
         except msgspec.DecodeError:
             log.error("bad_notification_notice", payload=payload[:200])
             return
         # Most notices are for users connected elsewhere: a dict lookup, nothing more.
-        if notice.user_id not in self._gateway.sessions:
+        if notice.user_id in self._gateway.sessions:
+            self._created.append(notice.id)
+            self._schedule_flush()
+
+    def _on_read(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            notice = _read.decode(payload)
+        except msgspec.DecodeError:
+            log.error("bad_read_notice", payload=payload[:200])
             return
-        self._pending.append(notice.id)
+        if notice.user_id in self._gateway.sessions:
+            self._read.append(notice)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Load what arrived since the last flush in one query per MAX_LOAD and deliver it."""
+        """Deliver what arrived since the last flush: new notifications (one query per
+        MAX_LOAD), then read changes with each user's unread count as it is now (so a
+        notification read at once is shown, then shown read)."""
         await asyncio.sleep(0)  # let the rest of a burst of notices queue up first
-        while self._pending:
-            ids, self._pending = self._pending[:MAX_LOAD], self._pending[MAX_LOAD:]
-            try:
-                rows = await self._gateway.pool.fetch(_LOAD, ids)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.error("notification_load_failed", error=repr(exc), count=len(ids))
-                continue
-            for row in rows:
-                self._deliver(row)
+        while self._created or self._read:
+            while self._created:
+                ids, self._created = self._created[:MAX_LOAD], self._created[MAX_LOAD:]
+                try:
+                    rows = await self._gateway.pool.fetch(_LOAD, ids)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.error("notification_load_failed", error=repr(exc), count=len(ids))
+                    continue
+                for row in rows:
+                    self._deliver(notification_frame(row))
+                    self.delivered += 1
+            if self._read:
+                reads, self._read = self._read[:MAX_LOAD], self._read[MAX_LOAD:]
+                users = list({uuid.UUID(r.user_id) for r in reads})
+                try:
+                    counts = await inbox.unread_counts(self._gateway.pool, users)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.error("unread_count_failed", error=repr(exc), count=len(users))
+                    continue
+                for read in reads:
+                    channel = f"user:{read.user_id}"
+                    unread = counts.get(uuid.UUID(read.user_id), 0)
+                    self._deliver(
+                        Event(
+                            channel=channel, kind="notifications_read", ids=read.ids, unread=unread
+                        )
+                    )
 
-    def _deliver(self, row: asyncpg.Record) -> None:
-        channel = f"user:{row['user_id']}"
-        frame = Notification(
-            channel=channel,
-            id=str(row["id"]),
-            notification_type=row["notification_type"],
-            title=row["title"],
-            message=row["message"],
-            action_url=row["action_url"],
-            priority=row["priority"],
-            created_at=row["created_at"].isoformat(),
-        )
+    def _deliver(self, frame: Notification | Event) -> None:
         # The same path as a frame from the bus: the hub writes it to the user's sockets
         # here (JSON or msgpack), coalesced with anything else due this loop iteration.
-        self._gateway.hub.on_bus(channel, 0, time.time(), json_encoder.encode(frame))
-        self.delivered += 1
+        self._gateway.hub.on_bus(frame.channel, 0, time.time(), json_encoder.encode(frame))

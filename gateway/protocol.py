@@ -115,6 +115,11 @@ class Ping(ClientFrame, tag="ping"):
     pass
 
 
+class ReadNotifications(ClientFrame, tag="read_notifications"):
+    ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=100)] | None = None
+    all: bool = False
+
+
 AnyClientFrame = (
     Auth
     | Refresh
@@ -131,6 +136,7 @@ AnyClientFrame = (
     | History
     | Presence
     | Ping
+    | ReadNotifications
 )
 CLIENT_OPS: tuple[str, ...] = (
     "auth",
@@ -148,6 +154,7 @@ CLIENT_OPS: tuple[str, ...] = (
     "history",
     "presence",
     "ping",
+    "read_notifications",
 )
 
 
@@ -199,6 +206,8 @@ class Ok(ServerFrame, tag="ok"):
     users: list[str] | None = None
     expires_at: int | None = None
     unread: int | None = None
+    missed: int | None = None
+    marked: int | None = None
 
 
 class Error(ServerFrame, tag="error"):
@@ -219,6 +228,8 @@ class Event(ServerFrame, tag="event"):
     seq: int | None = None
     at: str | None = None
     expires_in_ms: int | None = None
+    ids: list[str] | None = None
+    unread: int | None = None
 
 
 class Notification(ServerFrame, tag="notification"):
@@ -230,6 +241,7 @@ class Notification(ServerFrame, tag="notification"):
     action_url: str | None = None
     priority: str | None = None
     created_at: str | None = None
+    missed: bool = False
 
 
 class Pong(ServerFrame, tag="pong"):

@@ -150,8 +150,11 @@ class GatewayServer:
                 )
             )
             joined = await session.join(f"user:{principal.user_id}", None)
-            joined.unread = await self.gateway.notifications.unread_count(principal.user_id)
+            joined.unread, missed = await self.gateway.notifications.missed(principal.user_id)
+            joined.missed = len(missed)
             session.write(joined)
+            for notification in missed:
+                session.write(notification)
             expiry.arm()
             await self._read_loop(ws, session)
         except ConnectionClosed:

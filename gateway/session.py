@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway import protocol as p
 from gateway.fanout import Client, ws_frame
 from gateway.namespaces.base import ChatStore, Membership, Namespace, Principal
+from kernel import inbox
 from kernel.errors import (
     BadRequest,
     Forbidden,
@@ -69,6 +71,8 @@ class Session:
                 return p.Ok(ref=ref, expires_at=self.expires_at)
             case p.Auth():
                 raise BadRequest("already authenticated; use `refresh` to present a new token")
+            case p.ReadNotifications():
+                return await self._read_notifications(frame)
         # Every other op names a channel: from here on it goes by its one canonical spelling.
         _, _, ch = self.gateway.namespaces.resolve(frame.channel)
         match frame:
@@ -114,6 +118,19 @@ class Session:
                 self._member(ch)
                 return p.Ok(ref=ref, channel=ch, users=await self.gateway.presence.who(ch))
         raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
+
+    async def _read_notifications(self, frame: p.ReadNotifications) -> p.Ok:
+        if frame.all == (frame.ids is not None):
+            raise BadRequest("give either `ids` (1 to 100 notification ids) or `all: true`")
+        user_id = uuid.UUID(self.principal.user_id)
+        pool = self.gateway.pool
+        marked = await inbox.mark_read(pool, user_id, None if frame.all else frame.ids)
+        return p.Ok(
+            ref=frame.ref,
+            channel=f"user:{user_id}",
+            marked=marked,
+            unread=await inbox.unread_count(pool, user_id),
+        )
 
     # --- membership ---------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_ping_interval_s: float = 20.0
     gateway_heartbeat_s: float = 5.0
     gateway_node_ttl_s: float = 20.0
+    gateway_missed_notifications: int = 50
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "INFO"
@@ -70,6 +71,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "GATEWAY_PING_INTERVAL": ("gateway_ping_interval_s", float),
     "GATEWAY_HEARTBEAT": ("gateway_heartbeat_s", float),
     "GATEWAY_NODE_TTL": ("gateway_node_ttl_s", float),
+    "GATEWAY_MISSED_NOTIFICATIONS": ("gateway_missed_notifications", int),
     "DB_POOL_MIN": ("db_pool_min", int),
     "DB_POOL_MAX": ("db_pool_max", int),
     "LOG_LEVEL": ("log_level", str),
@@ -103,6 +105,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{required} is required (make run and make test set it for you)")
     if len(str(values["secret"])) < 32:
         raise ConfigError("SWITCHBOARD_SECRET must be at least 32 characters")
+    missed = values.get("gateway_missed_notifications")
+    if isinstance(missed, int) and not 0 <= missed <= 1000:
+        raise ConfigError("GATEWAY_MISSED_NOTIFICATIONS must be between 0 and 1000")
     days = values.get("subscription_expiring_days")
     if isinstance(days, int) and days < 1:
         raise ConfigError("SUBSCRIPTION_EXPIRING_DAYS must be at least 1")

@@ -1,7 +1,8 @@
 """/v1/inbox: the caller's in-app notifications, the unread count, and marking them read.
 
 Only notifications meant for the inbox (send_in_app) are listed; unread means read_at IS NULL.
-Another user's notification is never shown nor changed: it answers 404, like a missing one."""
+Another user's notification is never shown nor changed: it answers 404, like a missing one.
+Marking read is pushed to the user's open sockets (a `notifications_read` event, sql/0015)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from api.auth import caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from kernel import inbox
 from kernel.errors import BadRequest, NotFound
 
 routes = web.RouteTableDef()
@@ -103,12 +105,7 @@ async def list_notifications(request: web.Request, query: InboxQuery) -> Page[No
 )
 async def unread_count(request: web.Request) -> UnreadCount:
     who = await caller(request)
-    count = await request.app[POOL].fetchval(
-        "SELECT count(*) FROM analyst.notifications"
-        " WHERE user_id = $1 AND read_at IS NULL AND send_in_app",
-        who.user_id,
-    )
-    return UnreadCount(unread=int(count))
+    return UnreadCount(unread=await inbox.unread_count(request.app[POOL], who.user_id))
 
 
 @endpoint(
@@ -144,9 +141,4 @@ async def mark_read(request: web.Request) -> NotificationOut:
 )
 async def mark_all_read(request: web.Request) -> MarkedRead:
     who = await caller(request)
-    status = await request.app[POOL].execute(
-        "UPDATE analyst.notifications SET status = 'read', read_at = now()"
-        " WHERE user_id = $1 AND read_at IS NULL AND send_in_app",
-        who.user_id,
-    )
-    return MarkedRead(marked=int(status.split()[-1]))
+    return MarkedRead(marked=await inbox.mark_read(request.app[POOL], who.user_id, None))

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from gateway.notifications import unread_count
+from kernel.inbox import unread_count
 from kernel.notify import notify
 from tests.gateway.conftest import Starter
 from tests.gateway.harness import GatewayProcess, WsClient
@@ -114,4 +114,4 @@ async def test_unread_count_counts_unread_in_app_notifications(db: asyncpg.Conne
         await _note(db, [user], key)
     await _note(db, [user], "mail", send_in_app=False)
     await db.execute("UPDATE analyst.notifications SET read_at = now() WHERE title = 'a'")
-    assert await unread_count(db, str(user)) == 2
+    assert await unread_count(db, user) == 2
