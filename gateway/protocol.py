@@ -191,6 +191,19 @@ class Message(ServerFrame, tag="msg"):
     edited_at: str | None = None
 
 
+class LiveMessage(ServerFrame, tag="msg"):
+    """A `msg` of an unstored channel (`community.live:`): no seq, never replayed."""
+
+    channel: str
+    id: str
+    user_id: str
+    text: str
+    type: str
+    created_at: str
+    client_id: str | None = None
+    attachment_url: str | None = None
+
+
 class Ok(ServerFrame, tag="ok"):
     ref: Ref = None
     channel: str | None = None

@@ -18,6 +18,7 @@ from gateway.fanout import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.namespaces import NamespaceRegistry
 from gateway.namespaces.community import CommunityNamespace
+from gateway.namespaces.community_live import CommunityLiveNamespace, LiveMessages
 from gateway.namespaces.community_messages import CommunityMessages
 from gateway.namespaces.user import UserNamespace
 from gateway.notifications import NotificationRelay
@@ -75,9 +76,9 @@ class Gateway:
         self.messages = CommunityMessages(
             self.pool, self.bus.publish_many, on_batch=self.metrics.batch_size.observe
         )
-        self.namespaces = NamespaceRegistry(
-            [CommunityNamespace(self.pool, self.messages), UserNamespace()]
-        )
+        rooms = CommunityNamespace(self.pool, self.messages)
+        live = CommunityLiveNamespace(rooms, LiveMessages(self.bus.publish_many))
+        self.namespaces = NamespaceRegistry([rooms, live, UserNamespace()])
         self.hub = Hub(
             subscribe=self.bus.subscribe,
             unsubscribe=self.bus.unsubscribe,

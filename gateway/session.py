@@ -161,6 +161,8 @@ class Session:
         if self.gateway.draining:
             raise Unavailable("server is shutting down; reconnect")
         namespace, key = self._namespace(channel)
+        if since is not None and namespace.sequence_source() is None:
+            raise BadRequest(f"{namespace.name}: channels have no seq to resume from")
         membership = await namespace.authorize(self.principal, channel, key)
         first_here = False
         if namespace.tracks_presence:
@@ -275,7 +277,7 @@ class Session:
         if frame.type == "system" and not membership.privileged:
             raise Forbidden("only the channel's analyst and admins may send system messages")
         limiter, verdict = self.gateway.chat_limiter, None
-        key = channel.partition(":")[2]
+        key = channel  # canonical: a live room's budget is apart from its stored room's
         if membership.rate_limit is not None:
             verdict = await limiter.hit(self.principal.user_id, key, membership.rate_limit)
             if not verdict.allowed:
@@ -305,7 +307,7 @@ class Session:
             ref=frame.ref,
             channel=channel,
             id=committed.id,
-            seq=committed.seq,
+            seq=committed.seq or None,  # 0: an unstored (live) message
             created_at=committed.created_at,
             duplicate=committed.duplicate,
         )

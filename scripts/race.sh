@@ -29,4 +29,4 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 cd "$ROOT"
 python -m loadtests.race --subscribers 100 500 1000 --messages 200 --senders 20 \
-  --rates 250 500 1000 --rooms 100 --members 10 --duration 10
+  --rates 250 500 1000 2000 3000 --rooms 100 --members 10 --duration 10

@@ -46,7 +46,7 @@ class CommunityNamespace:
         self._messages = messages
 
     def canonical_key(self, key: str) -> str:
-        return str(parse_uuid(key, "channel id" if self.name == "community" else "user id"))
+        return str(parse_uuid(key, "channel id"))
 
     async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
         channel_id = parse_uuid(key, "channel id")
@@ -98,5 +98,5 @@ class CommunityNamespace:
         if notice.get("kind") == "subscription":
             return notice.get("analyst_id") == membership.owner_id
         if notice.get("kind") == "channel":
-            return membership.channel == f"{self.name}:{notice.get('channel_id')}"
+            return membership.channel.partition(":")[2] == notice.get("channel_id")
         return False
