@@ -1233,8 +1233,13 @@ def render(data: dict[str, Any], out: Path) -> str:
 
 
 def write_docs(data: dict[str, Any]) -> None:
+    """docs/race.md, and docs/benchmarks.md again (its race section reads race.json)."""
+    from loadtests import report
+
     DOC.write_text(render(data, DOC))
-    say(f"wrote {DOC.relative_to(ROOT)} and its plots in docs/img/")
+    benchmarks = ROOT / "docs" / "benchmarks.md"
+    benchmarks.write_text(report.render(RESULTS.parent, benchmarks))
+    say(f"wrote {DOC.relative_to(ROOT)}, docs/benchmarks.md and their plots in docs/img/")
 
 
 def main() -> None:

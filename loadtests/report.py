@@ -466,6 +466,56 @@ def notifications_section(results: Path, plots: bool, img: Path) -> str:
     )
 
 
+# --- the race against peers (loadtests/race.py) -------------------------------------------------
+
+
+def race_section(results: Path, plots: bool, img: Path) -> str:
+    """The race's targets and tables (docs/race.md has the same and more), from race.json."""
+    path = results / "race.json"
+    if not path.exists():
+        return "Not run yet: `make race` runs it and writes this section and docs/race.md."
+    from loadtests import race  # the race's own tables, so both pages say the same
+
+    data = json.loads(path.read_text())
+    if plots:
+        if data["fanout"]["points"]:
+            race.plot_fanout(data, img / "race-fanout.png")
+        if data["latency"]["points"]:
+            race.plot_latency(data, img / "race-latency.png")
+    m = data["machine"]
+    parts = [
+        "The same room-broadcast workloads, side by side in one run on this machine, against"
+        " python-socketio (aiohttp) and the Node socket.io server, minimal room-broadcast"
+        " servers kept in `loadtests/peers/`. **Switchboard** is the gateway with every"
+        " message stored in Postgres before fan-out (`community:` rooms); **Switchboard live**"
+        " is the same gateway and rooms as `community.live:` channels, which broadcast"
+        " without storing (ADR 0004), as the peers do. How the harness works, what differs"
+        " between the servers and the CPU used at every point: docs/race.md.",
+        "",
+        f"Command: `make race`, which runs `{data['command']}`"
+        f" ({m['cpus']} CPUs, {m['cpu_model']}, run {m['date']}, {data['runtime_s']:g} s;"
+        " versions in docs/race.md).",
+        "",
+        "### Targets",
+        "",
+        *((race.noisy_warning(data), "") if race._noisy(data) else ()),
+        race.targets_section(data),
+        "",
+        "### Fan-out",
+        "",
+        race.fanout_section(data, plots) if data["fanout"]["points"] else "Not run.",
+        "",
+        "### Send-to-receive latency",
+        "",
+        race.latency_section(data, plots) if data["latency"]["points"] else "Not run.",
+        "",
+        "### Memory per socket",
+        "",
+        race.memory_section(data) if data["fanout"]["points"] else "Not run.",
+    ]
+    return "\n".join(parts)
+
+
 def render(results: Path, out: Path) -> str:
     names = ["idle", "fanout-1p", "fanout-2p", "latency"]
     data = {name: load(results, name) for name in names}
@@ -552,6 +602,10 @@ def render(results: Path, out: Path) -> str:
         "## Notifications",
         "",
         notifications_section(results, plots, img),
+        "",
+        "## Race against python-socketio and Node socket.io",
+        "",
+        race_section(results, plots, img),
         "",
     ]
     if not plots:
