@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +37,8 @@ log = EventLog("gateway.session")
 MAX_CHANNELS_PER_SOCKET = 100
 TYPING_EVERY_S = 1.0
 TYPING_TTL_MS = 5000
+EXPIRY_SLACK_S = 0.25  # after entitled_until, so the database's now() has passed it too
+EXPIRY_RECHECK_MIN_S = 1.0  # a membership still good at its end is looked at again after this
 
 
 class Session:
@@ -57,6 +60,9 @@ class Session:
         self.joined: dict[str, Membership] = {}
         self._typing_at: dict[str, float] = {}
         self.on_refresh: list[Callable[[], None]] = []
+        # channel -> the timer that re-checks the membership when its entitlement lapses
+        self._lapse_timers: dict[str, asyncio.TimerHandle] = {}
+        self._lapse_checks: set[asyncio.Task[None]] = set()
 
     # --- dispatch -----------------------------------------------------------------------------
 
@@ -188,6 +194,7 @@ class Session:
                 )
             raise
         self.joined[channel] = membership
+        self._watch_lapse(channel, membership, minimum_s=0.0)
         self.gateway.metrics.joins.labels(namespace.name).inc()
         if first_here:
             self.gateway.announce(
@@ -211,6 +218,7 @@ class Session:
         if membership.role == "self" and reason is None:
             self.joined[channel] = membership
             raise BadRequest("the user stream cannot be left")
+        self._unwatch_lapse(channel)
         await self.gateway.hub.leave(self.client, channel)
         if reason is not None:
             self.write(p.Event(channel=channel, kind="removed", reason=reason))
@@ -243,8 +251,62 @@ class Session:
                 if channel in self.joined:
                     await self.leave(channel, reason=refusal.message)
 
+    def _watch_lapse(self, channel: str, membership: Membership, *, minimum_s: float) -> None:
+        """Re-check the membership when its entitlement lapses by time alone (a subscription
+        reaching expires_at announces nothing; a renewal may have moved it meanwhile)."""
+        self._unwatch_lapse(channel)
+        if membership.entitled_until is None:
+            return
+        delay = max(membership.entitled_until - time.time() + EXPIRY_SLACK_S, minimum_s)
+        self._lapse_timers[channel] = asyncio.get_running_loop().call_later(
+            delay, self._lapse_due, channel
+        )
+
+    def _unwatch_lapse(self, channel: str) -> None:
+        timer = self._lapse_timers.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _lapse_due(self, channel: str) -> None:
+        self._lapse_timers.pop(channel, None)
+        task = asyncio.get_running_loop().create_task(self._recheck_lapse(channel))
+        self._lapse_checks.add(task)
+        task.add_done_callback(self._lapse_checks.discard)
+
+    async def _recheck_lapse(self, channel: str) -> None:
+        if channel not in self.joined:
+            return
+        namespace, key = self._namespace(channel)
+        try:
+            membership = await namespace.authorize(self.principal, channel, key)
+        except SwitchboardError as refusal:
+            log.info("membership_lapsed", user=self.principal.user_id, channel=channel)
+            if channel in self.joined:
+                await self.leave(channel, reason=refusal.message)
+            return
+        except Exception as exc:  # the database is away: look again shortly
+            log.error("lapse_check_failed", channel=channel, error=repr(exc))
+            if channel in self.joined:
+                self._lapse_timers[channel] = asyncio.get_running_loop().call_later(
+                    5.0, self._lapse_due, channel
+                )
+            return
+        log.info(
+            "membership_kept",
+            user=self.principal.user_id,
+            channel=channel,
+            until=membership.entitled_until,
+        )
+        if channel in self.joined:
+            self.joined[channel] = membership
+            self._watch_lapse(channel, membership, minimum_s=EXPIRY_RECHECK_MIN_S)
+
     async def close(self) -> None:
         """The socket is gone: leave everything (counts and presence follow)."""
+        for channel in list(self._lapse_timers):
+            self._unwatch_lapse(channel)
+        for task in list(self._lapse_checks):
+            task.cancel()
         await self.gateway.hub.drop(self.client)
         for channel in list(self.joined):
             namespace, key = self._namespace(channel)

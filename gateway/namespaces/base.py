@@ -38,6 +38,9 @@ class Membership(msgspec.Struct, frozen=True):
     owner_id: str | None = None
     rate_limit: int | None = None
     max_members: int | None = None
+    # Unix seconds after which the entitlement behind this membership lapses by time alone
+    # (a subscription's expires_at): the session re-checks it then. None: no such end.
+    entitled_until: float | None = None
 
     @property
     def privileged(self) -> bool:

@@ -18,17 +18,23 @@ from kernel.errors import Forbidden, NotFound
 _GATE = """
 SELECT c.analyst_id, c.is_active, c.is_archived, c.deleted_at, c.require_subscription,
        c.max_members, c.is_rate_limited, c.message_rate_limit, mt.tier_name AS min_tier,
-       EXISTS (
-         SELECT 1 FROM analyst.subscriptions s
-           JOIN analyst.subscription_tiers t ON t.id = s.tier_id
-          WHERE s.user_id = $2 AND s.analyst_id = c.analyst_id
-            AND s.status = 'active' AND s.deleted_at IS NULL
-            AND (s.expires_at IS NULL OR s.expires_at > now())
-            AND t.chat_access AND t.deleted_at IS NULL
-            AND (mt.id IS NULL OR t.tier_order >= mt.tier_order)
-       ) AS entitled
+       e.entitled, e.entitled_until
   FROM analyst.chat_channels c
   LEFT JOIN analyst.subscription_tiers mt ON mt.id = c.minimum_tier_required
+  -- Every entitling subscription: the entitlement lasts until the last of them expires
+  -- (NULL when one of them never does).
+  CROSS JOIN LATERAL (
+        SELECT count(*) > 0 AS entitled,
+               CASE WHEN bool_or(s.expires_at IS NULL) THEN NULL
+                    ELSE extract(epoch FROM max(s.expires_at))::float8 END AS entitled_until
+          FROM analyst.subscriptions s
+          JOIN analyst.subscription_tiers t ON t.id = s.tier_id
+         WHERE s.user_id = $2 AND s.analyst_id = c.analyst_id
+           AND s.status = 'active' AND s.deleted_at IS NULL
+           AND (s.expires_at IS NULL OR s.expires_at > now())
+           AND t.chat_access AND t.deleted_at IS NULL
+           AND (mt.id IS NULL OR t.tier_order >= mt.tier_order)
+       ) e
  WHERE c.id = $1
 """
 
@@ -69,12 +75,15 @@ class CommunityNamespace:
             raise Forbidden(f"joining needs an active subscription with chat access{tier}")
         else:
             role = "member"
+        entitled = role == "member" and row["require_subscription"]
+        until = row["entitled_until"] if entitled else None
         return Membership(
             channel=channel,
             role=role,
             owner_id=owner,
             rate_limit=row["message_rate_limit"] if row["is_rate_limited"] else None,
             max_members=None if role != "member" else row["max_members"],
+            entitled_until=until,
         )
 
     def sequence_source(self) -> SequenceSource:

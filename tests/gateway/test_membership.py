@@ -15,7 +15,7 @@ import pytest
 
 from tests.factories import make_analyst, make_subscription, make_tier, make_user
 from tests.gateway.conftest import World, make_channel
-from tests.gateway.harness import Frame, WsClient
+from tests.gateway.harness import Frame, GatewayProcess, WsClient
 
 ConnectAs = Callable[..., Awaitable[WsClient]]
 
@@ -478,6 +478,45 @@ async def test_a_member_whose_subscription_ends_is_removed_at_once(
     assert await members_count(db, world.channel) == 1  # `left` follows the recount
     await bob.ok("send", channel=world.room, text="unaffected")
     refused(await alice.call("join", channel=world.room), "forbidden")  # and cannot come back
+
+
+async def test_a_subscription_lapsing_by_its_expires_at_alone_removes_the_member(
+    world: World, connect_as: ConnectAs, db: asyncpg.Connection
+) -> None:
+    # Reaching expires_at changes no row, so nothing is announced: the gateway must notice.
+    await db.execute(
+        "UPDATE analyst.subscriptions SET expires_at = now() + interval '1.5 seconds'"
+        " WHERE id = $1",
+        world.subscription,
+    )
+    alice, bob = await _two_members_joined(world, connect_as)
+    await _assert_removed(alice, world.room, world.member, witness=bob)
+    assert (
+        await db.fetchval(
+            "SELECT status FROM analyst.subscriptions WHERE id = $1", world.subscription
+        )
+        == "active"
+    )  # no job has run: the gateway went by the time itself
+    await bob.ok("send", channel=world.room, text="unaffected")
+
+
+async def test_a_subscription_renewed_before_it_lapses_keeps_the_member(
+    world: World, connect_as: ConnectAs, db: asyncpg.Connection, gw: GatewayProcess
+) -> None:
+    await db.execute(
+        "UPDATE analyst.subscriptions SET expires_at = now() + interval '1.5 seconds'"
+        " WHERE id = $1",
+        world.subscription,
+    )
+    alice = await connect_as(world.member)
+    await alice.ok("join", channel=world.room)
+    await db.execute(  # renewed: the end moves a month on (no NOTIFY for this)
+        "UPDATE analyst.subscriptions SET expires_at = now() + interval '30 days' WHERE id = $1",
+        world.subscription,
+    )
+    await gw.logged("event=membership_kept")  # the check at the old end ran, and kept her
+    await alice.ok("send", channel=world.room, text="still a member")
+    assert alice.take_all(event("removed", world.room)) == []
 
 
 async def test_every_socket_of_a_revoked_member_is_removed(
