@@ -54,5 +54,4 @@ def page_of(rows: Sequence[T], limit: int, key: Callable[[T], tuple[Any, ...]]) 
     """A page from `rows` fetched with LIMIT limit + 1: the extra row only says more exist."""
     items = list(rows[:limit])
     more = len(rows) > limit
-    return Page(items=items, next_cursor=encode_cursor(*key(items[-1])) if more and items
-                else None)
+    return Page(items=items, next_cursor=encode_cursor(*key(items[-1])) if more and items else None)

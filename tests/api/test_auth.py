@@ -342,6 +342,7 @@ async def test_openapi_document_covers_every_route(api: TestClient) -> None:
 
 
 async def test_anonymous_calls_are_refused_before_their_body_is_read(api: TestClient) -> None:
-    response = await api.post("/v1/me/verify", data=b"{not json",
-                              headers={"Content-Type": "application/json"})
+    response = await api.post(
+        "/v1/me/verify", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert (await _json(response, 401))["error"]["code"] == "unauthorized"

@@ -325,9 +325,12 @@ async def test_the_user_stream_ack_on_connect_carries_the_unread_count(
 ) -> None:
     await db.execute(
         "INSERT INTO analyst.notifications (user_id, notification_type, title, message)"
-        " SELECT $1, 'new_post', 'Post ' || g, 'x' FROM generate_series(1, 3) g", world.member)
-    await db.execute("UPDATE analyst.notifications SET read_at = now(), status = 'read'"
-                     " WHERE title = 'Post 1'")
+        " SELECT $1, 'new_post', 'Post ' || g, 'x' FROM generate_series(1, 3) g",
+        world.member,
+    )
+    await db.execute(
+        "UPDATE analyst.notifications SET read_at = now(), status = 'read' WHERE title = 'Post 1'"
+    )
     alice = await WsClient.open(gw.url, token_for(secret, world.member))
     ack = await alice.expect(lambda f: f.get("op") == "ok" and f.get("role") == "self")
     assert ack["unread"] == 2
