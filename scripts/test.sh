@@ -11,4 +11,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL
 fi
 cd "$ROOT"
-exec python -m pytest "$@"
+# Tests wait on sockets and processes far more than they compute: several workers overlap
+# that waiting (each has its own template database, Redis and SMTP sink). SB_TEST_WORKERS=0
+# runs in one process.
+exec python -m pytest -n "${SB_TEST_WORKERS:-4}" "$@"

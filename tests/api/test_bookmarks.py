@@ -13,6 +13,9 @@ from aiohttp.test_utils import TestClient
 from tests.api.test_posts import World, make_world, publish, refused, reply
 from tests.factories import make_user
 
+# Fixed, so that parametrised test ids are the same in every pytest-xdist worker.
+UNKNOWN_ID = uuid.UUID("00000000-0000-4000-8000-00000000dead")
+
 
 @pytest.fixture
 async def world(db: asyncpg.Connection, secret: str) -> World:
@@ -174,10 +177,10 @@ async def test_a_malformed_bookmark_id_is_refused(api: TestClient, world: World)
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        ("POST", "/v1/bookmarks", {"post_id": str(uuid.uuid4())}),
+        ("POST", "/v1/bookmarks", {"post_id": str(UNKNOWN_ID)}),
         ("GET", "/v1/bookmarks", None),
-        ("PATCH", f"/v1/bookmarks/{uuid.uuid4()}", {"notes": None}),
-        ("DELETE", f"/v1/bookmarks/{uuid.uuid4()}", None),
+        ("PATCH", f"/v1/bookmarks/{UNKNOWN_ID}", {"notes": None}),
+        ("DELETE", f"/v1/bookmarks/{UNKNOWN_ID}", None),
     ],
 )
 async def test_every_bookmark_route_requires_a_token(

@@ -15,6 +15,9 @@ from aiohttp.test_utils import TestClient
 from kernel.tokens import sign_access_token
 from tests.factories import insert_row, make_analyst, make_subscription, make_tier, make_user
 
+# Fixed, so that parametrised test ids are the same in every pytest-xdist worker.
+UNKNOWN_ID = uuid.UUID("00000000-0000-4000-8000-00000000dead")
+
 Headers = dict[str, str]
 
 
@@ -284,11 +287,11 @@ async def test_only_analysts_publish_posts(api: TestClient, world: World) -> Non
         ("POST", "/v1/posts", BUY),
         ("GET", "/v1/posts/search?q=x", None),
         ("GET", "/v1/feed", None),
-        ("GET", f"/v1/analysts/{uuid.uuid4()}/posts", None),
-        ("GET", f"/v1/posts/{uuid.uuid4()}", None),
-        ("PATCH", f"/v1/posts/{uuid.uuid4()}", {}),
-        ("DELETE", f"/v1/posts/{uuid.uuid4()}", None),
-        ("POST", f"/v1/posts/{uuid.uuid4()}/call-status", {"call_status": "expired"}),
+        ("GET", f"/v1/analysts/{UNKNOWN_ID}/posts", None),
+        ("GET", f"/v1/posts/{UNKNOWN_ID}", None),
+        ("PATCH", f"/v1/posts/{UNKNOWN_ID}", {}),
+        ("DELETE", f"/v1/posts/{UNKNOWN_ID}", None),
+        ("POST", f"/v1/posts/{UNKNOWN_ID}/call-status", {"call_status": "expired"}),
     ],
 )
 async def test_every_post_route_requires_a_token(

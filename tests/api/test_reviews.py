@@ -15,6 +15,9 @@ from aiohttp.test_utils import TestClient
 from tests.api.test_posts import World, make_world, refused, reply
 from tests.factories import make_analyst, make_subscription, make_user
 
+# Fixed, so that parametrised test ids are the same in every pytest-xdist worker.
+UNKNOWN_ID = uuid.UUID("00000000-0000-4000-8000-00000000dead")
+
 
 @pytest.fixture
 async def world(db: asyncpg.Connection, secret: str) -> World:
@@ -463,14 +466,14 @@ async def test_the_review_list_of_an_unknown_analyst_is_not_found(
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        ("POST", f"/v1/analysts/{uuid.uuid4()}/reviews", {"rating": 5}),
-        ("GET", f"/v1/analysts/{uuid.uuid4()}/reviews", None),
-        ("GET", f"/v1/reviews/{uuid.uuid4()}", None),
-        ("PATCH", f"/v1/reviews/{uuid.uuid4()}", {}),
-        ("DELETE", f"/v1/reviews/{uuid.uuid4()}", None),
-        ("POST", f"/v1/reviews/{uuid.uuid4()}/response", {"response": "x"}),
-        ("POST", f"/v1/reviews/{uuid.uuid4()}/votes", {"vote": "up"}),
-        ("POST", f"/v1/reviews/{uuid.uuid4()}/moderation", {"action": "hide"}),
+        ("POST", f"/v1/analysts/{UNKNOWN_ID}/reviews", {"rating": 5}),
+        ("GET", f"/v1/analysts/{UNKNOWN_ID}/reviews", None),
+        ("GET", f"/v1/reviews/{UNKNOWN_ID}", None),
+        ("PATCH", f"/v1/reviews/{UNKNOWN_ID}", {}),
+        ("DELETE", f"/v1/reviews/{UNKNOWN_ID}", None),
+        ("POST", f"/v1/reviews/{UNKNOWN_ID}/response", {"response": "x"}),
+        ("POST", f"/v1/reviews/{UNKNOWN_ID}/votes", {"vote": "up"}),
+        ("POST", f"/v1/reviews/{UNKNOWN_ID}/moderation", {"action": "hide"}),
     ],
 )
 async def test_every_review_route_requires_a_token(
