@@ -15,7 +15,8 @@ from api.auth import caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
-from api.routes.posts import POST_COLUMNS, PostOut, path_id, post_out, visible_post
+from api.paths import path_uuid
+from api.routes.posts import POST_COLUMNS, PostOut, post_out, visible_post
 from kernel.errors import Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
@@ -142,7 +143,7 @@ async def list_bookmarks(request: web.Request, query: PageQuery) -> Page[Bookmar
 )
 async def update_bookmark(request: web.Request, body: BookmarkUpdate) -> BookmarkOut:
     who = await caller(request)
-    bookmark_id = path_id(request)
+    bookmark_id = path_uuid(request)
     async with request.app[POOL].acquire() as conn:
         status = await conn.execute(
             "UPDATE analyst.bookmarks SET notes = $3 WHERE id = $1 AND user_id = $2",
@@ -168,7 +169,7 @@ async def delete_bookmark(request: web.Request) -> None:
     who = await caller(request)
     status = await request.app[POOL].execute(
         "DELETE FROM analyst.bookmarks WHERE id = $1 AND user_id = $2",
-        path_id(request),
+        path_uuid(request),
         who.user_id,
     )
     if status == "DELETE 0":

@@ -16,6 +16,7 @@ from api.auth import Caller, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from gateway.namespaces.base import Principal
 from gateway.namespaces.community import CommunityNamespace
 from gateway.namespaces.community_messages import CommunityMessages, to_message
@@ -134,14 +135,6 @@ _EDITABLE = {
     "minimum_tier_required": "minimum_tier_required",
     "is_active": "is_active",
 }
-
-
-def _path_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"id {raw!r} is not a UUID") from None
 
 
 def _channel(row: asyncpg.Record) -> ChannelOut:
@@ -275,7 +268,7 @@ async def get_channel(request: web.Request) -> ChannelOut:
     who = await caller(request)
     row = await request.app[POOL].fetchrow(
         f"SELECT {_COLUMNS} FROM analyst.chat_channels WHERE id = $1 AND deleted_at IS NULL",
-        _path_id(request),
+        path_uuid(request),
     )
     if row is None or not (
         _sees_everything(who, row["analyst_id"]) or (row["is_active"] and not row["is_archived"])
@@ -304,7 +297,7 @@ async def edit_channel(request: web.Request, body: EditChannelBody) -> ChannelOu
     if not changes:
         raise BadRequest("nothing to change")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        channel = await _owned(conn, who, _path_id(request))
+        channel = await _owned(conn, who, path_uuid(request))
         tier = changes.get("minimum_tier_required", channel["minimum_tier_required"])
         require = changes.get("require_subscription", channel["require_subscription"])
         if tier != channel["minimum_tier_required"] or require != channel["require_subscription"]:
@@ -323,7 +316,7 @@ async def edit_channel(request: web.Request, body: EditChannelBody) -> ChannelOu
 async def _set_archived(request: web.Request, archived: bool) -> ChannelOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        channel = await _owned(conn, who, _path_id(request))
+        channel = await _owned(conn, who, path_uuid(request))
         row = await conn.fetchrow(
             f"UPDATE analyst.chat_channels SET is_archived = $2 WHERE id = $1 RETURNING {_COLUMNS}",
             channel["id"],
@@ -370,7 +363,7 @@ async def unarchive_channel(request: web.Request) -> ChannelOut:
 async def delete_channel(request: web.Request) -> None:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        channel = await _owned(conn, who, _path_id(request))
+        channel = await _owned(conn, who, path_uuid(request))
         await conn.execute(
             "UPDATE analyst.chat_channels SET deleted_at = now() WHERE id = $1", channel["id"]
         )
@@ -390,7 +383,7 @@ async def history(request: web.Request, query: HistoryQuery) -> ChannelHistory:
     """Without bounds: the newest `limit` messages. `before_seq`: the newest `limit` below it.
     `after_seq`: the oldest `limit` above it (below `before_seq` too when both are given)."""
     who = await caller(request)
-    channel_id = _path_id(request)
+    channel_id = path_uuid(request)
     pool = request.app[POOL]
     owner = await pool.fetchval(
         "SELECT analyst_id FROM analyst.chat_channels WHERE id = $1 AND deleted_at IS NULL",

@@ -16,6 +16,7 @@ from api.auth import Caller, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
@@ -275,13 +276,6 @@ def _out(row: asyncpg.Record) -> DiscountCodeOut:
     return msgspec.convert(dict(row), DiscountCodeOut)
 
 
-def _code_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise BadRequest("id: not a UUID") from None
-
-
 async def _analyst(request: web.Request) -> Caller:
     who = await caller(request)
     if who.user_type != "analyst":
@@ -376,7 +370,7 @@ async def list_codes(request: web.Request, query: CodeListQuery) -> Page[Discoun
 async def get_code(request: web.Request) -> DiscountCodeOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        return _out(await _owned(conn, who, _code_id(request)))
+        return _out(await _owned(conn, who, path_uuid(request)))
 
 
 @endpoint(
@@ -393,7 +387,7 @@ async def edit_code(request: web.Request, body: DiscountCodeEdit) -> DiscountCod
     who = await caller(request)
     changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _owned(conn, who, _code_id(request))
+        row = await _owned(conn, who, path_uuid(request))
         if not changes:
             return _out(row)
         _validated({**dict(row), **changes})
@@ -424,7 +418,7 @@ async def edit_code(request: web.Request, body: DiscountCodeEdit) -> DiscountCod
 async def delete_code(request: web.Request) -> None:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _owned(conn, who, _code_id(request))
+        row = await _owned(conn, who, path_uuid(request))
         await conn.execute(
             "UPDATE analyst.discount_codes SET is_active = false, deleted_at = now() WHERE id = $1",
             row["id"],

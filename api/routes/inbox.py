@@ -18,8 +18,9 @@ from api.auth import caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel import inbox
-from kernel.errors import BadRequest, NotFound
+from kernel.errors import NotFound
 
 routes = web.RouteTableDef()
 
@@ -54,14 +55,6 @@ _COLUMNS = (
     "id, notification_type, title, message, action_url, related_entity_type,"
     " related_entity_id, priority, status, read_at, created_at"
 )
-
-
-def _path_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"id {raw!r} is not a UUID") from None
 
 
 def _notification(row: asyncpg.Record) -> NotificationOut:
@@ -122,7 +115,7 @@ async def mark_read(request: web.Request) -> NotificationOut:
     row = await request.app[POOL].fetchrow(
         f"UPDATE analyst.notifications SET status = 'read', read_at = coalesce(read_at, now())"
         f" WHERE id = $1 AND user_id = $2 AND send_in_app RETURNING {_COLUMNS}",
-        _path_id(request),
+        path_uuid(request),
         who.user_id,
     )
     if row is None:

@@ -20,6 +20,7 @@ from api.endpoints import endpoint
 from api.errors import error_response
 from api.keys import POOL, SETTINGS
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
@@ -160,13 +161,6 @@ def _out(row: asyncpg.Record) -> InviteOut:
     return msgspec.convert(dict(row), InviteOut)
 
 
-def _link_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise BadRequest("id: not a UUID") from None
-
-
 async def _analyst(request: web.Request) -> Caller:
     who = await caller(request)
     if who.user_type != "analyst":
@@ -266,7 +260,7 @@ async def list_links(request: web.Request, query: PageQuery) -> Page[InviteOut]:
 async def get_link(request: web.Request) -> InviteOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        return _out(await _owned(conn, who, _link_id(request)))
+        return _out(await _owned(conn, who, path_uuid(request)))
 
 
 @endpoint(
@@ -283,7 +277,7 @@ async def edit_link(request: web.Request, body: InviteEdit) -> InviteOut:
     who = await caller(request)
     changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _owned(conn, who, _link_id(request))
+        row = await _owned(conn, who, path_uuid(request))
         if not changes:
             return _out(row)
         if changes.get("discount_code_id") is not None:

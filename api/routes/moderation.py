@@ -17,6 +17,7 @@ from api.credentials import revoke_all
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.notify import notify
 
@@ -135,14 +136,6 @@ _COLUMNS = (
 )
 
 
-def _path_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"id {raw!r} is not a UUID") from None
-
-
 def _report(row: asyncpg.Record) -> ReportOut:
     return msgspec.convert(dict(row), ReportOut)
 
@@ -258,7 +251,7 @@ async def my_report(request: web.Request) -> ReportOut:
     who = await caller(request)
     row = await request.app[POOL].fetchrow(
         f"SELECT {_COLUMNS} FROM analyst.moderation_flags WHERE id = $1 AND reported_by = $2",
-        _path_id(request),
+        path_uuid(request),
         who.user_id,
     )
     if row is None:
@@ -311,7 +304,7 @@ async def queue(request: web.Request, query: QueueQuery) -> Page[FlagOut]:
 async def get_flag(request: web.Request) -> FlagOut:
     await admin(request)
     row = await request.app[POOL].fetchrow(
-        f"SELECT {_COLUMNS} FROM analyst.moderation_flags WHERE id = $1", _path_id(request)
+        f"SELECT {_COLUMNS} FROM analyst.moderation_flags WHERE id = $1", path_uuid(request)
     )
     if row is None:
         raise NotFound("no such flag")
@@ -343,7 +336,7 @@ async def _open_flag(conn: asyncpg.Connection, flag_id: uuid.UUID) -> asyncpg.Re
 async def take_under_review(request: web.Request, body: ReviewBody) -> FlagOut:
     who = await admin(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        flag = await _open_flag(conn, _path_id(request))
+        flag = await _open_flag(conn, path_uuid(request))
         if flag["status"] != "pending":
             raise Conflict("the flag is already under review")
         row = await conn.fetchrow(
@@ -370,7 +363,7 @@ async def take_under_review(request: web.Request, body: ReviewBody) -> FlagOut:
 async def resolve(request: web.Request, body: ResolveBody) -> FlagOut:
     who = await admin(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        flag = await _open_flag(conn, _path_id(request))
+        flag = await _open_flag(conn, path_uuid(request))
         row = await conn.fetchrow(
             f"UPDATE analyst.moderation_flags SET status = $2, reviewed_by = $3,"
             f" reviewed_at = now(), resolution_notes = $4 WHERE id = $1 RETURNING {_COLUMNS}",
@@ -397,7 +390,7 @@ async def take_action(request: web.Request, body: ActionBody) -> FlagOut:
     affected user is notified. Suspending or banning also ends the user's sessions."""
     who = await admin(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        flag = await _open_flag(conn, _path_id(request))
+        flag = await _open_flag(conn, path_uuid(request))
         kind, entity_id = flag["entity_type"], flag["entity_id"]
         target = await conn.fetchrow(_ENTITY[kind] + " FOR UPDATE", entity_id)
         if target is None:

@@ -18,6 +18,7 @@ from api.auth import Caller, caller
 from api.endpoints import endpoint
 from api.keys import POOL, SETTINGS
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from api.razorpay import (
     key_secret,
     new_refund_id,
@@ -348,13 +349,6 @@ async def webhook(request: web.Request, body: WebhookEvent) -> WebhookOut:
     return WebhookOut(outcome)
 
 
-def _payment_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise BadRequest("id: not a UUID") from None
-
-
 @endpoint(
     routes,
     "POST",
@@ -371,7 +365,7 @@ async def refund(request: web.Request, body: RefundBody) -> PaymentOut:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         payment = await conn.fetchrow(
             f"SELECT {_COLUMNS} FROM analyst.payment_transactions WHERE id = $1 FOR UPDATE",
-            _payment_id(request),
+            path_uuid(request),
         )
         parties = (payment["user_id"], payment["analyst_id"]) if payment else ()
         if payment is None or not (who.is_admin or who.user_id in parties):
@@ -467,7 +461,7 @@ async def get_payment(request: web.Request) -> PaymentOut:
     who = await caller(request)
     row = await request.app[POOL].fetchrow(
         f"SELECT {_COLUMNS} FROM analyst.payment_transactions WHERE id = $1",
-        _payment_id(request),
+        path_uuid(request),
     )
     if row is None or not (who.is_admin or who.user_id in (row["user_id"], row["analyst_id"])):
         raise NotFound("no such payment")

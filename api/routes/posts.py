@@ -18,6 +18,7 @@ from api.auth import Caller, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel import notify
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 
@@ -162,13 +163,6 @@ def post_out(row: asyncpg.Record) -> PostOut:
     if values["locked"]:
         values.update(dict.fromkeys(_REDACTED))
     return PostOut(**values)
-
-
-def path_id(request: web.Request, name: str = "id") -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise BadRequest(f"`{name}` in the path is not a valid id") from None
 
 
 async def visible_post(conn: asyncpg.Connection, who: Caller, post_id: uuid.UUID) -> PostOut:
@@ -418,7 +412,7 @@ async def feed(request: web.Request, query: PageQuery) -> Page[PostOut]:
 )
 async def timeline(request: web.Request, query: TimelineQuery) -> Page[PostOut]:
     who = await caller(request)
-    analyst_id = path_id(request, "analyst_id")
+    analyst_id = path_uuid(request, "analyst_id")
     after = decode_cursor(query.cursor, bool, datetime, uuid.UUID) or (None, None, None)
     async with request.app[POOL].acquire() as conn:
         if not await conn.fetchval(
@@ -457,7 +451,7 @@ async def timeline(request: web.Request, query: TimelineQuery) -> Page[PostOut]:
 )
 async def get_post(request: web.Request) -> PostOut:
     who = await caller(request)
-    post_id = path_id(request)
+    post_id = path_uuid(request)
     async with request.app[POOL].acquire() as conn:
         await conn.execute(
             "UPDATE analyst.posts SET views_count = views_count + 1"
@@ -493,7 +487,7 @@ async def _own_post_for_update(
 )
 async def update_post(request: web.Request, body: PostUpdate) -> PostOut:
     who = await caller(request)
-    post_id = path_id(request)
+    post_id = path_uuid(request)
     changes = {
         name: value for name, value in msgspec.structs.asdict(body).items() if value is not UNSET
     }
@@ -540,7 +534,7 @@ async def update_post(request: web.Request, body: PostUpdate) -> PostOut:
 )
 async def delete_post(request: web.Request) -> None:
     who = await caller(request)
-    post_id = path_id(request)
+    post_id = path_uuid(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         author = await conn.fetchval(
             "SELECT analyst_id FROM analyst.posts WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
@@ -568,7 +562,7 @@ async def set_call_status(request: web.Request, body: CallOutcome) -> PostOut:
     except for expired; the actual entry defaults to the call's entry price. The profit is
     computed for BUY and SELL calls when both actual prices are known."""
     who = await caller(request)
-    post_id = path_id(request)
+    post_id = path_uuid(request)
     exit_price = _money("actual_exit_price", body.actual_exit_price)
     if exit_price is None and body.call_status != "expired":
         raise BadRequest(f"actual_exit_price is required for {body.call_status}")

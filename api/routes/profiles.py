@@ -17,6 +17,7 @@ from api.auth import Caller, admin, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.notify import notify
 
@@ -182,13 +183,6 @@ def _profile(row: asyncpg.Record, *, private: bool) -> AnalystProfile:
         if private
         else None,
     )
-
-
-def _analyst_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["analyst_id"])
-    except ValueError:
-        raise BadRequest("`analyst_id` in the path is not a UUID") from None
 
 
 def _registration(value: str | None) -> str | None:
@@ -397,7 +391,7 @@ async def analyst_profile(request: web.Request) -> AnalystProfile:
     """Approved profiles are visible to every user; others only to their analyst and admins
     (404 for everyone else, so unapproved profiles are not revealed)."""
     who = await caller(request)
-    analyst_id = _analyst_id(request)
+    analyst_id = path_uuid(request, "analyst_id")
     row = await request.app[POOL].fetchrow(
         f"SELECT {_COLUMNS}, u.is_active AND u.deleted_at IS NULL AS user_live"
         " FROM analyst.analyst_profiles p JOIN analyst.users u ON u.id = p.user_id"
@@ -466,7 +460,7 @@ async def _decide(
     """Moves the profile in the path to `decision` in one transaction, if its current state
     allows it (_TRANSITIONS). The admin may not decide on a profile of their own."""
     who = await admin(request)
-    analyst_id = _analyst_id(request)
+    analyst_id = path_uuid(request, "analyst_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
             "SELECT verification_status, sebi_number, ria_number FROM analyst.analyst_profiles"

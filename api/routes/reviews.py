@@ -17,6 +17,7 @@ from api.auth import Caller, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel import notify
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 
@@ -115,13 +116,6 @@ def _review_out(row: asyncpg.Record, who: Caller) -> ReviewOut:
     return ReviewOut(**values)
 
 
-def _path_id(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError:
-        raise BadRequest(f"`{name}` in the path is not a valid id") from None
-
-
 async def _live_review(
     conn: asyncpg.Connection, review_id: uuid.UUID, *, lock: bool = False
 ) -> asyncpg.Record:
@@ -170,7 +164,7 @@ async def _require_analyst(conn: asyncpg.Connection, analyst_id: uuid.UUID) -> N
 )
 async def create_review(request: web.Request, body: ReviewCreate) -> ReviewOut:
     who = await caller(request)
-    analyst_id = _path_id(request, "analyst_id")
+    analyst_id = path_uuid(request, "analyst_id")
     if analyst_id == who.user_id:
         raise BadRequest("you cannot review yourself")
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -221,7 +215,7 @@ async def create_review(request: web.Request, body: ReviewCreate) -> ReviewOut:
 )
 async def list_reviews(request: web.Request, query: ReviewListQuery) -> Page[ReviewOut]:
     who = await caller(request)
-    analyst_id = _path_id(request, "analyst_id")
+    analyst_id = path_uuid(request, "analyst_id")
     if query.include_hidden and not who.is_admin:
         raise Forbidden("only admins may list hidden reviews")
     after = decode_cursor(query.cursor, datetime, uuid.UUID) or (None, None)
@@ -252,7 +246,7 @@ async def list_reviews(request: web.Request, query: ReviewListQuery) -> Page[Rev
 async def get_review(request: web.Request) -> ReviewOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn:
-        row = await _live_review(conn, _path_id(request, "id"))
+        row = await _live_review(conn, path_uuid(request, "id"))
     if not _may_see(row, who):
         raise NotFound("review not found")
     return _review_out(row, who)
@@ -270,7 +264,7 @@ async def get_review(request: web.Request) -> ReviewOut:
 )
 async def update_review(request: web.Request, body: ReviewUpdate) -> ReviewOut:
     who = await caller(request)
-    review_id = _path_id(request, "id")
+    review_id = path_uuid(request, "id")
     changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _live_review(conn, review_id, lock=True)
@@ -297,7 +291,7 @@ async def update_review(request: web.Request, body: ReviewUpdate) -> ReviewOut:
 )
 async def delete_review(request: web.Request) -> None:
     who = await caller(request)
-    review_id = _path_id(request, "id")
+    review_id = path_uuid(request, "id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _live_review(conn, review_id, lock=True)
         if row["user_id"] != who.user_id:
@@ -317,7 +311,7 @@ async def delete_review(request: web.Request) -> None:
 )
 async def respond(request: web.Request, body: AnalystResponse) -> ReviewOut:
     who = await caller(request)
-    review_id = _path_id(request, "id")
+    review_id = path_uuid(request, "id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _live_review(conn, review_id, lock=True)
         if row["analyst_id"] != who.user_id:
@@ -346,7 +340,7 @@ async def respond(request: web.Request, body: AnalystResponse) -> ReviewOut:
 async def vote(request: web.Request, body: HelpfulnessVote) -> ReviewOut:
     """Votes are counters: each call adds one (see docs/api-notes-content.md)."""
     who = await caller(request)
-    review_id = _path_id(request, "id")
+    review_id = path_uuid(request, "id")
     column = "helpfulness_upvotes" if body.vote == "up" else "helpfulness_downvotes"
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _live_review(conn, review_id, lock=True)
@@ -376,7 +370,7 @@ async def moderate(request: web.Request, body: Moderation) -> ReviewOut:
     who = await caller(request)
     if not who.is_admin:
         raise Forbidden("admins only")
-    review_id = _path_id(request, "id")
+    review_id = path_uuid(request, "id")
     if body.action == "flag" and body.reason is None:
         raise BadRequest("reason is required to flag a review")
     assignments = {

@@ -17,6 +17,7 @@ from api.auth import Caller, admin, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from api.razorpay import Order, create_order
 from api.routes.discounts import AppliedDiscount, TierPrice, apply_code, open_tier_price
 from api.routes.invites import Referral, claim_signup
@@ -322,13 +323,6 @@ async def _page(
     return page_of([_out(r) for r in rows], query.limit, lambda s: (s.created_at, s.id))
 
 
-def _subscription_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise BadRequest("id: not a UUID") from None
-
-
 async def _locked(
     conn: asyncpg.Connection, who: Caller, subscription_id: uuid.UUID
 ) -> asyncpg.Record:
@@ -539,7 +533,7 @@ async def list_all(request: web.Request, query: AllQuery) -> Page[SubscriptionOu
 async def get_subscription(request: web.Request) -> SubscriptionOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn:
-        found = await load(conn, _subscription_id(request))
+        found = await load(conn, path_uuid(request))
     if not (who.is_admin or who.user_id in (found.user_id, found.analyst_id)):
         raise NotFound("no such subscription")
     return found
@@ -558,7 +552,7 @@ async def get_subscription(request: web.Request) -> SubscriptionOut:
 async def cancel_subscription(request: web.Request) -> SubscriptionOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _locked(conn, who, _subscription_id(request))
+        row = await _locked(conn, who, path_uuid(request))
         if row["status"] not in ("active", "pending_payment", "suspended"):
             raise Conflict(f"the subscription is already {row['status']}")
         await cancel(conn, row["id"], datetime.now(UTC))
@@ -578,7 +572,7 @@ async def cancel_subscription(request: web.Request) -> SubscriptionOut:
 async def set_auto_renewal(request: web.Request, body: RenewalBody) -> SubscriptionOut:
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _locked(conn, who, _subscription_id(request))
+        row = await _locked(conn, who, path_uuid(request))
         if row["status"] not in ("active", "pending_payment"):
             raise Conflict(f"the subscription is {row['status']}; subscribe again instead")
         await conn.execute(

@@ -17,6 +17,7 @@ from api.auth import admin, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.notify import notify
 
@@ -123,14 +124,6 @@ _COLUMNS = (
 )
 
 
-def _path_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"id {raw!r} is not a UUID") from None
-
-
 def _ticket(row: asyncpg.Record) -> TicketOut:
     return msgspec.convert(dict(row), TicketOut)
 
@@ -204,7 +197,7 @@ async def my_tickets(request: web.Request, query: MyTicketsQuery) -> Page[Ticket
 async def get_ticket(request: web.Request) -> TicketOut:
     who = await caller(request)
     row = await request.app[POOL].fetchrow(
-        f"SELECT {_COLUMNS} FROM analyst.support_tickets WHERE id = $1", _path_id(request)
+        f"SELECT {_COLUMNS} FROM analyst.support_tickets WHERE id = $1", path_uuid(request)
     )
     if row is None or (row["user_id"] != who.user_id and not who.is_admin):
         raise NotFound("no such ticket")
@@ -260,7 +253,7 @@ async def triage(request: web.Request, body: TriageBody) -> TicketOut:
     if body.priority is UNSET and body.assigned_to is UNSET:
         raise BadRequest("give `priority` and/or `assigned_to`")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        ticket = await _locked(conn, _path_id(request))
+        ticket = await _locked(conn, path_uuid(request))
         if ticket["status"] == "closed":
             raise Conflict("the ticket is closed")
         assignee = ticket["assigned_to"]
@@ -303,7 +296,7 @@ async def move(request: web.Request, body: StatusBody) -> TicketOut:
     A move by staff notifies the ticket's user."""
     who = await caller(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        ticket = await _locked(conn, _path_id(request))
+        ticket = await _locked(conn, path_uuid(request))
         owner = ticket["user_id"] == who.user_id
         if not owner and not who.is_admin:
             raise NotFound("no such ticket")

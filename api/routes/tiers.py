@@ -15,6 +15,7 @@ from api.auth import Caller, caller
 from api.endpoints import endpoint
 from api.keys import POOL
 from api.pagination import Page, PageQuery, decode_cursor, page_of
+from api.paths import path_uuid
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 
 routes = web.RouteTableDef()
@@ -110,13 +111,6 @@ def _tier(row: asyncpg.Record) -> SubscriptionTier:
     return SubscriptionTier(**{name: row[name] for name in SubscriptionTier.__struct_fields__})
 
 
-def _tier_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["tier_id"])
-    except ValueError:
-        raise BadRequest("`tier_id` in the path is not a UUID") from None
-
-
 def _check_prices(monthly: int, yearly: int | None) -> None:
     """The seed's price rules, with messages naming the fields (the schema checks them too)."""
     if monthly == 0 and yearly not in (None, 0):
@@ -174,10 +168,7 @@ async def analyst_tiers(request: web.Request, query: TierListQuery) -> Page[Subs
     """Every user sees the active tiers of an approved analyst; the analyst and admins see
     them whatever the profile's state. 404 for an analyst the caller may not see."""
     who = await caller(request)
-    try:
-        analyst_id = uuid.UUID(request.match_info["analyst_id"])
-    except ValueError:
-        raise BadRequest("`analyst_id` in the path is not a UUID") from None
+    analyst_id = path_uuid(request, "analyst_id")
     if not (who.is_admin or who.user_id == analyst_id):
         visible = await request.app[POOL].fetchval(
             "SELECT " + _PUBLIC_ANALYST.format(id="$1"), analyst_id
@@ -223,7 +214,7 @@ async def get_tier(request: web.Request) -> SubscriptionTier:
         " EXISTS (SELECT 1 FROM analyst.subscriptions s WHERE s.tier_id = t.id"
         " AND s.user_id = $2 AND s.deleted_at IS NULL) AS subscribed"
         " FROM analyst.subscription_tiers t WHERE t.id = $1",
-        _tier_id(request),
+        path_uuid(request, "tier_id"),
         who.user_id,
     )
     if row is None or not (
@@ -302,7 +293,7 @@ async def edit_tier(request: web.Request, body: TierEdit) -> SubscriptionTier:
     """A tier with live subscriptions may change, but not between free and paid: create a
     new tier for that."""
     who = await _analyst(request)
-    tier_id = _tier_id(request)
+    tier_id = path_uuid(request, "tier_id")
     changes: dict[str, Any] = {
         name: getattr(body, name)
         for name in body.__struct_fields__
@@ -349,7 +340,7 @@ async def delete_tier(request: web.Request) -> None:
     every listing and frees its name (and its free slot). Its subscribers keep their
     subscription, on the terms they bought, until it ends."""
     who = await _analyst(request)
-    tier_id = _tier_id(request)
+    tier_id = path_uuid(request, "tier_id")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await _own_tier_for_update(conn, tier_id, who)
         await conn.execute(
