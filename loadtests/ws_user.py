@@ -36,7 +36,7 @@ from gevent import socket as gsocket
 from gevent.event import AsyncResult, Event
 from gevent.lock import Semaphore
 
-from loadtests.wsclient import client_frame
+from loadtests.wsclient import client_frame, frame_header
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECV_CHUNK = 65536
@@ -188,24 +188,9 @@ class GeventWebSocket:
     def _parse(self, buf: bytearray, fragments: list[bytes]) -> int:
         """Handle every complete frame in `buf`; return how many bytes were consumed."""
         pos, size = 0, len(buf)
-        while size - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            n = b1 & 0x7F
-            start = pos + 2
-            if n == 126:
-                if size - pos < 4:
-                    break
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                start = pos + 4
-            elif n == 127:
-                if size - pos < 10:
-                    break
-                n = struct.unpack_from("!Q", buf, pos + 2)[0]
-                start = pos + 10
-            mask = b""
-            if b1 & 0x80:  # servers do not mask, but a masked frame is still well formed
-                mask = bytes(buf[start : start + 4])
-                start += 4
+        while (header := frame_header(buf, pos)) is not None:
+            b0, start, n, masked = header
+            mask = bytes(buf[start - 4 : start]) if masked else b""
             end = start + n
             if end > size:
                 break

@@ -24,6 +24,29 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return header + _ZERO_MASK + payload
 
 
+def frame_header(buf: bytearray, pos: int) -> tuple[int, int, int, bool] | None:
+    """The frame header at `pos`: (first byte, payload start, payload length, masked), or
+    None while it is incomplete. A masked frame's key is the 4 bytes before the payload."""
+    size = len(buf)
+    if size - pos < 2:
+        return None
+    b0, b1 = buf[pos], buf[pos + 1]
+    n = b1 & 0x7F
+    start = pos + 2
+    if n == 126:
+        if size - pos < 4:
+            return None
+        n = (buf[pos + 2] << 8) | buf[pos + 3]
+        start = pos + 4
+    elif n == 127:
+        if size - pos < 10:
+            return None
+        n = struct.unpack_from("!Q", buf, pos + 2)[0]
+        start = pos + 10
+    masked = bool(b1 & 0x80)  # servers do not mask, but a masked frame is still well formed
+    return b0, start + 4 if masked else start, n, masked
+
+
 class BenchSocket(asyncio.Protocol):
     """One socket. `on_message(payload)` is called for every text/binary frame received."""
 
@@ -55,7 +78,7 @@ class BenchSocket(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        transport.write(self._request)
+        transport.write(self._request)  # type: ignore[attr-defined]  # a write transport
 
     def send_text(self, payload: bytes) -> None:
         assert self.transport is not None
@@ -87,20 +110,8 @@ class BenchSocket(asyncio.Protocol):
             self.opened.set_result(None)
         pos = 0
         size = len(buf)
-        while size - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            n = b1 & 0x7F
-            start = pos + 2
-            if n == 126:
-                if size - pos < 4:
-                    break
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                start = pos + 4
-            elif n == 127:
-                if size - pos < 10:
-                    break
-                n = struct.unpack_from("!Q", buf, pos + 2)[0]
-                start = pos + 10
+        while (header := frame_header(buf, pos)) is not None:
+            b0, start, n, _masked = header
             end = start + n
             if end > size:
                 break
