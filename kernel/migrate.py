@@ -1,4 +1,5 @@
-"""Migration runner: applies sql/*.sql in file-name order, once each, under an advisory lock.
+"""Migration runner: applies the core's sql/*.sql and every enabled realm's realms/<name>/sql/*.sql
+in file-name order (one order across all folders), once each, under an advisory lock.
 
 Each file runs in its own transaction and is recorded with its SHA-256 in
 gateway.schema_migrations. A file changed after it was applied stops the run (write a new
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import asyncpg
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = ROOT / "sql"
 # An arbitrary constant shared by every runner: "switchboard migrate" folded into 63 bits.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"switchboard migrate").digest()[:8], "big") >> 1
 
@@ -37,9 +39,30 @@ class MigrationError(Exception):
     """A migration cannot be applied, or an applied file was changed; the message says which."""
 
 
-def migration_files(sql_dir: Path = SQL_DIR) -> list[Path]:
-    """The migration files in the order they are applied."""
-    return sorted(p for p in sql_dir.glob("*.sql") if p.is_file())
+def default_sql_dirs() -> list[Path]:
+    """The core's folder, then each realm package's sql/ folder (every realm that exists)."""
+    return [SQL_DIR, *sorted(p for p in (ROOT / "realms").glob("*/sql") if p.is_dir())]
+
+
+def migration_files(sql_dirs: Path | list[Path] | None = None) -> list[Path]:
+    """The migration files of `sql_dirs` in the order they are applied: by file name across
+    every folder, so a realm's files may depend on core files with lower numbers. A name is
+    the file's identity in gateway.schema_migrations and must be unique across folders."""
+    dirs = default_sql_dirs() if sql_dirs is None else (
+        [sql_dirs] if isinstance(sql_dirs, Path) else sql_dirs
+    )
+    files: dict[str, Path] = {}
+    for folder in dirs:
+        for path in folder.glob("*.sql"):
+            if not path.is_file():
+                continue
+            if path.name in files:
+                raise MigrationError(
+                    f"migration name {path.name} is in both {files[path.name].parent}"
+                    f" and {path.parent}; names must be unique"
+                )
+            files[path.name] = path
+    return [files[name] for name in sorted(files)]
 
 
 def checksum(path: Path) -> str:
@@ -48,7 +71,7 @@ def checksum(path: Path) -> str:
 
 async def migrate(
     conn: asyncpg.Connection,
-    sql_dir: Path = SQL_DIR,
+    sql_dir: Path | list[Path] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Apply every pending file; return the names applied. Raises MigrationError."""
