@@ -1,36 +1,21 @@
-"""Builds the aiohttp Application: resources in cleanup contexts, route tables, error middleware."""
+"""Builds the aiohttp Application: resources in cleanup contexts, the core's route tables and
+those of every enabled realm, error middleware."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
 from api import openapi
-from api.errors import errors_middleware
-from api.keys import OTP_SENDERS, POOL, SETTINGS
-from api.otp import LogSmsSender, OtpSenders, SmtpOtpSender
-from api.routes import (
-    auth,
-    bookmarks,
-    channels,
-    discounts,
-    health,
-    inbox,
-    invites,
-    jobs,
-    moderation,
-    notifications,
-    payments,
-    posts,
-    profiles,
-    reviews,
-    subscriptions,
-    support,
-    tiers,
-)
+from api.mount import MOUNTED, mount_core, mount_realm
+from api.routes import health, jobs
 from kernel.config import Settings
 from kernel.db import create_pool
+from kernel.realms import Realms, enabled_realms
+from kernel.web.errors import errors_middleware
+from kernel.web.keys import POOL, REALMS, SETTINGS
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -45,34 +30,23 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[POOL].close()
 
 
-def create_app(settings: Settings, otp_senders: OtpSenders | None = None) -> web.Application:
-    """The API application; its pool opens on startup and closes on cleanup. OTP codes go
-    by SMTP (SMTP_URL) and to the SMS sender, which by default writes them to the log."""
+def create_app(
+    settings: Settings,
+    *,
+    realms: Realms | None = None,
+    resources: Mapping[web.AppKey[Any], Any] | None = None,
+) -> web.Application:
+    """The API application for `realms` (default: SWITCHBOARD_REALMS); its pool opens on
+    startup and closes on cleanup. `resources` preset application keys that realms would
+    otherwise fill with their defaults (a test's OTP senders, say)."""
     app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_middleware])
     app[SETTINGS] = settings
-    app[OTP_SENDERS] = otp_senders or OtpSenders(
-        email=SmtpOtpSender(settings.smtp_url, settings.mail_from), sms=LogSmsSender()
-    )
+    app[REALMS] = realms if realms is not None else enabled_realms()
+    app[MOUNTED] = []
+    for key, value in (resources or {}).items():
+        app[key] = value
     app.cleanup_ctx.append(_database)
-    for module in (
-        health,
-        openapi,
-        auth,
-        profiles,
-        tiers,
-        subscriptions,
-        payments,
-        discounts,
-        invites,
-        posts,
-        bookmarks,
-        reviews,
-        moderation,
-        support,
-        inbox,
-        channels,
-        notifications,
-        jobs,
-    ):
-        app.add_routes(module.routes)
+    mount_core(app, [health.routes, openapi.routes, jobs.routes])
+    for realm in app[REALMS]:
+        mount_realm(app, realm)
     return app

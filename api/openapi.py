@@ -9,8 +9,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from api.endpoints import REGISTRY, Endpoint, endpoint
+from api.mount import MOUNTED, Mounted
 from kernel.errors import ERROR_CODES
+from kernel.web.endpoints import Endpoint, endpoint
 
 routes = web.RouteTableDef()
 
@@ -48,18 +49,20 @@ _REASONS = {
 }
 
 
-def _operation(spec: Endpoint, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+def _operation(
+    spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": spec.summary,
         "tags": [spec.tag],
-        "operationId": f"{spec.method.lower()}_{spec.path}".replace("/", "_")
+        "operationId": f"{spec.method.lower()}_{path}".replace("/", "_")
         .replace("{", "")
         .replace("}", "")
         .replace("-", "_"),
     }
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in _path_params(spec.path)
+        for name in _path_params(path)
     ]
     if spec.query is not None:
         schema = refs[spec.query]
@@ -129,9 +132,12 @@ def _ecma_patterns(node: Any) -> None:
             _ecma_patterns(item)
 
 
-def build_document() -> dict[str, Any]:
+def build_document(mounted: list[Mounted]) -> dict[str, Any]:
+    """The document of what an application serves; an old path kept as an alias is listed
+    too, marked deprecated and naming its canonical path."""
     types = sorted(
-        {t for s in REGISTRY for t in (s.body, s.query, s.response) if t}, key=lambda t: t.__name__
+        {t for m in mounted for t in (m.endpoint.body, m.endpoint.query, m.endpoint.response) if t},
+        key=lambda t: t.__name__,
     )  # dict (this document) is a plain object
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
@@ -141,14 +147,19 @@ def build_document() -> dict[str, Any]:
     _COMPONENTS.update(components)
     refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
-    for spec in REGISTRY:
-        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
+    for m in mounted:
+        operation = _operation(m.endpoint, m.path, refs)
+        if m.alias_of is not None:
+            operation["deprecated"] = True
+            operation["description"] = f"Alias of {m.alias_of} (paths before realms)."
+        paths.setdefault(m.path, {})[m.endpoint.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Switchboard API",
             "version": "1",
-            "description": "REST sidecar of the Switchboard gateway (analyst realm).",
+            "description": "REST sidecar of the Switchboard gateway: every enabled realm's routes"
+            " under /v1/<realm>/.",
         },
         "paths": paths,
         "components": {
@@ -170,4 +181,4 @@ def build_document() -> dict[str, Any]:
     auth=False,
 )
 async def openapi(request: web.Request) -> dict[str, Any]:
-    return build_document()
+    return build_document(request.app[MOUNTED])

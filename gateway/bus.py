@@ -115,7 +115,7 @@ class RedisBus:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()
 
     async def subscribe(self, channel: str) -> None:
         await self._pubsub.subscribe(self.PREFIX + channel)

@@ -18,11 +18,12 @@ import asyncio
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.protocol import State
 
 from gateway.protocol import json_to_msgpack
+from kernel.conversation import SequenceSource
 from kernel.logs import EventLog
 
 log = EventLog("gateway.fanout")
@@ -68,12 +69,6 @@ class Client:
             return
         self.transport.write(frame)
 
-
-class SequenceSource(Protocol):
-    """Where a sequenced channel's committed messages are read back from."""
-
-    async def last_seq(self, channel: str) -> int: ...
-    async def after(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]: ...
 
 
 class _Room:

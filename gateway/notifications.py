@@ -1,4 +1,5 @@
-"""In-app delivery: LISTEN sb_notification (one NOTIFY per new notification) and
+"""In-app delivery of the inbox in kernel/inbox.py (the analyst realm's, whose users'
+streams are `user:<id>`): LISTEN sb_notification (one NOTIFY per new notification) and
 sb_notification_read (one per user whose notifications were marked read), and write
 `notification` frames and `notifications_read` events to the `user:<id>` stream of users
 with sockets here; on connect, the unread count and the newest unread notifications.
@@ -15,18 +16,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
 
+from gateway.ports import RelayHost
 from gateway.protocol import Event, Notification, json_encoder
 from kernel import inbox
 from kernel.db import connect
 from kernel.logs import EventLog
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
 
 log = EventLog("gateway.notifications")
 
@@ -74,7 +72,7 @@ def notification_frame(row: asyncpg.Record, *, missed: bool = False) -> Notifica
 class NotificationRelay:
     """Hears new and read notifications and tells local sockets. `start()`, then `close()`."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: RelayHost) -> None:
         self._gateway = gateway
         self._created: list[str] = []
         self._read: list[_Read] = []
@@ -140,7 +138,7 @@ class NotificationRelay:
             log.error("bad_notification_notice", payload=payload[:200])
             return
         # Most notices are for users connected elsewhere: a dict lookup, nothing more.
-        if notice.user_id in self._gateway.sessions:
+        if f"user:{notice.user_id}" in self._gateway.sessions:
             self._created.append(notice.id)
             self._schedule_flush()
 
@@ -150,7 +148,7 @@ class NotificationRelay:
         except msgspec.DecodeError:
             log.error("bad_read_notice", payload=payload[:200])
             return
-        if notice.user_id in self._gateway.sessions:
+        if f"user:{notice.user_id}" in self._gateway.sessions:
             self._read.append(notice)
             self._schedule_flush()
 

@@ -14,6 +14,11 @@ import msgspec
 from msgspec import Meta, Struct
 
 from kernel.errors import BadRequest
+from kernel.messages import Event as Event
+from kernel.messages import LiveMessage as LiveMessage
+from kernel.messages import Message as Message
+from kernel.messages import ServerFrame as ServerFrame
+from kernel.messages import json_encoder as json_encoder
 
 JSON_SUBPROTOCOL = "switchboard.v1.json"
 MSGPACK_SUBPROTOCOL = "switchboard.v1.msgpack"
@@ -161,8 +166,6 @@ CLIENT_OPS: tuple[str, ...] = (
 # --- server -> client ---------------------------------------------------------------------
 
 
-class ServerFrame(Struct, tag_field="op", omit_defaults=True, kw_only=True):
-    pass
 
 
 class Welcome(ServerFrame, tag="welcome"):
@@ -175,33 +178,6 @@ class Welcome(ServerFrame, tag="welcome"):
     frames_per_second: int
 
 
-class Message(ServerFrame, tag="msg"):
-    channel: str
-    seq: int
-    id: str
-    user_id: str
-    text: str
-    type: str
-    created_at: str
-    reply_to: str | None = None
-    client_id: str | None = None
-    attachment_url: str | None = None
-    deleted: bool = False
-    pinned: bool = False
-    edited_at: str | None = None
-
-
-class LiveMessage(ServerFrame, tag="msg"):
-    """A `msg` of an unstored channel (`community.live:`): no seq, never replayed."""
-
-    channel: str
-    id: str
-    user_id: str
-    text: str
-    type: str
-    created_at: str
-    client_id: str | None = None
-    attachment_url: str | None = None
 
 
 class Ok(ServerFrame, tag="ok"):
@@ -229,20 +205,6 @@ class Error(ServerFrame, tag="error"):
     ref: Ref = None
     retry_after_ms: int | None = None
 
-
-class Event(ServerFrame, tag="event"):
-    channel: str
-    kind: str
-    id: str | None = None
-    user_id: str | None = None
-    by: str | None = None
-    text: str | None = None
-    reason: str | None = None
-    seq: int | None = None
-    at: str | None = None
-    expires_in_ms: int | None = None
-    ids: list[str] | None = None
-    unread: int | None = None
 
 
 class Notification(ServerFrame, tag="notification"):
@@ -273,7 +235,6 @@ _json_decoder = msgspec.json.Decoder(AnyClientFrame)
 _msgpack_decoder = msgspec.msgpack.Decoder(AnyClientFrame)
 _json_probe = msgspec.json.Decoder(_RefProbe)
 _msgpack_probe = msgspec.msgpack.Decoder(_RefProbe)
-json_encoder = msgspec.json.Encoder()
 msgpack_encoder = msgspec.msgpack.Encoder()
 _any_json = msgspec.json.Decoder()
 
@@ -303,8 +264,8 @@ def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
     raw = data.encode() if isinstance(data, str) else data
     try:
         if binary:
-            return _msgpack_decoder.decode(raw)  # type: ignore[no-any-return]
-        return _json_decoder.decode(raw)  # type: ignore[no-any-return]
+            return _msgpack_decoder.decode(raw)
+        return _json_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         error = BadRequest(_explain(exc))
         error.details["ref"] = probe_ref(data, binary=binary)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
@@ -16,21 +15,17 @@ import redis.asyncio as aioredis
 from gateway.bus import Bus, LocalBus, RedisBus
 from gateway.fanout import Hub
 from gateway.metrics import GatewayMetrics
-from gateway.namespaces import NamespaceRegistry
-from gateway.namespaces.community import CommunityNamespace
-from gateway.namespaces.community_live import CommunityLiveNamespace, LiveMessages
-from gateway.namespaces.community_messages import CommunityMessages
 from gateway.namespaces.user import UserNamespace
 from gateway.notifications import NotificationRelay
 from gateway.presence import PresenceLedger
 from gateway.protocol import Event, json_encoder
 from gateway.ratelimit import ChatRateLimiter, MemoryChatRateLimiter, RedisChatRateLimiter
+from gateway.session import Session
 from kernel.config import Settings
+from kernel.conversation import ChatStore, Namespace, NamespaceContext, NamespaceRegistry
 from kernel.db import connect, create_pool
 from kernel.logs import EventLog
-
-if TYPE_CHECKING:
-    from gateway.session import Session
+from kernel.realms import Realms, enabled_realms
 
 log = EventLog("gateway")
 MEMBERSHIP_CHANNEL = "sb_membership"
@@ -42,18 +37,22 @@ class Gateway:
     pool: asyncpg.Pool
     bus: Bus
     chat_limiter: ChatRateLimiter
-    messages: CommunityMessages
     namespaces: NamespaceRegistry
     hub: Hub
     presence: PresenceLedger
     notifications: NotificationRelay
 
-    def __init__(self, settings: Settings, *, node_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, node_id: str | None = None, realms: Realms | None = None
+    ) -> None:
         self.settings = settings
+        self.realms = realms if realms is not None else enabled_realms()
         self.metrics = GatewayMetrics()
         self.node_id = node_id
         self.draining = False
+        # by user stream (`user:<id>`, `<realm>.user:<id>`): one key per user of any realm
         self.sessions: dict[str, set[Session]] = defaultdict(set)
+        self._stores: list[ChatStore] = []
         self._redis: aioredis.Redis | None = None
         self._listener: asyncpg.Connection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -73,12 +72,7 @@ class Gateway:
         else:
             self.bus = LocalBus()
             self.chat_limiter = MemoryChatRateLimiter()
-        self.messages = CommunityMessages(
-            self.pool, self.bus.publish_many, on_batch=self.metrics.batch_size.observe
-        )
-        rooms = CommunityNamespace(self.pool, self.messages)
-        live = CommunityLiveNamespace(rooms, LiveMessages(self.bus.publish_many))
-        self.namespaces = NamespaceRegistry([rooms, live, UserNamespace()])
+        self.namespaces = NamespaceRegistry(self._build_namespaces())
         self.hub = Hub(
             subscribe=self.bus.subscribe,
             unsubscribe=self.bus.unsubscribe,
@@ -104,7 +98,8 @@ class Gateway:
         if self._listener is not None:
             await self._listener.close()
         await self.notifications.close()
-        await self.messages.close()
+        for store in self._stores:
+            await store.close()
         await self.presence.close()
         await self.bus.close()
         if self._redis is not None:
@@ -116,20 +111,38 @@ class Gateway:
     async def drain(self) -> None:
         """Refuse new sends and wait until every accepted one is committed and acknowledged."""
         self.draining = True
-        await self.messages.drain()
+        for store in self._stores:
+            await store.drain()
+
+    def _build_namespaces(self) -> list[Namespace]:
+        context = NamespaceContext(
+            pool=self.pool,
+            publish=self.bus.publish_many,
+            on_batch=self.metrics.batch_size.observe,
+        )
+        namespaces: list[Namespace] = []
+        for realm in self.realms:
+            namespaces.append(UserNamespace(realm))
+            if realm.namespaces is not None:
+                namespaces.extend(realm.namespaces(context))
+        for namespace in namespaces:
+            store = namespace.chat()
+            if store is not None and all(store is not s for s in self._stores):
+                self._stores.append(store)
+        return namespaces
 
     # --- sessions -------------------------------------------------------------------------------
 
     def register(self, session: Session) -> None:
-        self.sessions[session.principal.user_id].add(session)
+        self.sessions[session.user_stream].add(session)
         self.metrics.connections.inc()
 
     def unregister(self, session: Session) -> None:
-        sessions = self.sessions.get(session.principal.user_id)
+        sessions = self.sessions.get(session.user_stream)
         if sessions is not None:
             sessions.discard(session)
             if not sessions:
-                del self.sessions[session.principal.user_id]
+                del self.sessions[session.user_stream]
         self.metrics.connections.dec()
 
     def announce(self, event: Event) -> None:
@@ -149,8 +162,13 @@ class Gateway:
         except msgspec.DecodeError:
             log.error("bad_membership_notice", payload=payload[:200])
             return
-        if notice.get("kind") == "subscription":
-            targets = list(self.sessions.get(notice.get("user_id", ""), ()))
+        if "user_id" in notice:  # one user's change: only their sessions can be affected
+            # Notices name their realm; the analyst realm's triggers predate realms.
+            realm = notice.get("realm", "analyst")
+            targets = []
+            if realm in self.realms:
+                stream = self.realms.get(realm).user_stream(notice["user_id"])
+                targets = list(self.sessions.get(stream, ()))
         else:
             targets = [s for group in self.sessions.values() for s in group]
         for session in targets:

@@ -25,10 +25,10 @@ from websockets.typing import Subprotocol
 
 from gateway import protocol as p
 from gateway.fanout import CLOSE_SLOW_CONSUMER, Client
-from gateway.namespaces.base import Principal
 from gateway.ratelimit import FrameBudget
 from gateway.runtime import Gateway
 from gateway.session import Session
+from kernel.conversation import Principal
 from kernel.errors import BadRequest, SwitchboardError, TooLarge, Unauthorized
 from kernel.logs import EventLog
 from kernel.tokens import AccessClaims, verify_access_token
@@ -43,9 +43,6 @@ CLOSE_TOKEN_EXPIRED = 4002
 HARD_MAX_FRAME = 1 << 20
 STRIKES_BEFORE_CLOSE = 50
 
-_USER_SQL = {
-    "analyst": "SELECT user_type, is_active, deleted_at FROM analyst.users WHERE id = $1",
-}
 
 
 def _text(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> Response:
@@ -149,9 +146,11 @@ class GatewayServer:
                     frames_per_second=s.gateway_frames_per_second,
                 )
             )
-            joined = await session.join(f"user:{principal.user_id}", None)
-            joined.unread, missed = await self.gateway.notifications.missed(principal.user_id)
-            joined.missed = len(missed)
+            joined = await session.join(session.user_stream, None)
+            missed: list[p.Notification] = []
+            if session.realm.in_app_inbox:
+                joined.unread, missed = await self.gateway.notifications.missed(principal.user_id)
+                joined.missed = len(missed)
             session.write(joined)
             for notification in missed:
                 session.write(notification)
@@ -187,23 +186,22 @@ class GatewayServer:
         return verify_access_token(self.settings.secret, token)
 
     async def _principal(self, claims: AccessClaims) -> Principal:
-        sql = _USER_SQL.get(claims.realm)
-        if sql is None:
-            raise Unauthorized(f"realm {claims.realm!r} is not served by this gateway")
+        realm = self.gateway.realms.for_token(claims.realm)
+        if realm.user_lookup_sql is None:
+            raise Unauthorized(f"realm {realm.name!r} has no users that can connect yet")
+        user_id = realm.parse_user_id(claims.sub)
         try:
-            user_id = uuid.UUID(claims.sub)
-        except ValueError:
-            raise Unauthorized("token subject is not a user id") from None
-        try:
-            row = await self.gateway.pool.fetchrow(sql, user_id)
+            row = await self.gateway.pool.fetchrow(
+                realm.user_lookup_sql, realm.user_id_value(user_id)
+            )
         except asyncpg.PostgresError:
             log.exception("user_lookup_failed", user=claims.sub)
             raise
-        if row is None or row["deleted_at"] is not None:
+        if row is None:
             raise Unauthorized("user does not exist")
-        if not row["is_active"]:
+        if not row["active"]:
             raise Unauthorized("user is not active")
-        return Principal(user_id=str(user_id), realm=claims.realm, user_type=row["user_type"])
+        return Principal(user_id=user_id, realm=realm.name, user_type=row["user_type"])
 
     async def _refuse(self, ws: ServerConnection, binary: bool, exc: SwitchboardError) -> None:
         self.gateway.metrics.errors.labels(exc.code).inc()
@@ -291,7 +289,7 @@ class _ExpiryWatch:
     def _expired(self) -> None:
         self._session.write(
             p.Event(
-                channel=f"user:{self._session.principal.user_id}",
+                channel=self._session.user_stream,
                 kind="token_expired",
                 expires_in_ms=int(self._grace_s * 1000),
             )

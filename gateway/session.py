@@ -11,12 +11,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from gateway import protocol as p
 from gateway.fanout import Client, ws_frame
-from gateway.namespaces.base import ChatStore, Membership, Namespace, Principal
+from gateway.ports import SessionHost
 from kernel import inbox
+from kernel.conversation import ChatStore, Membership, Namespace, Principal
 from kernel.errors import (
     BadRequest,
     Forbidden,
@@ -28,9 +28,6 @@ from kernel.errors import (
 )
 from kernel.logs import EventLog
 from kernel.tokens import verify_access_token
-
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
 
 log = EventLog("gateway.session")
 
@@ -46,7 +43,7 @@ class Session:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: SessionHost,
         principal: Principal,
         client: Client,
         session_id: str,
@@ -57,6 +54,8 @@ class Session:
         self.client = client
         self.session_id = session_id
         self.expires_at = expires_at
+        self.realm = gateway.realms.get(principal.realm)
+        self.user_stream = self.realm.user_stream(principal.user_id)
         self.joined: dict[str, Membership] = {}
         self._typing_at: dict[str, float] = {}
         self.on_refresh: list[Callable[[], None]] = []
@@ -126,6 +125,8 @@ class Session:
         raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
 
     async def _read_notifications(self, frame: p.ReadNotifications) -> p.Ok:
+        if not self.realm.in_app_inbox:
+            raise BadRequest(f"realm {self.realm.name!r} keeps no in-app inbox")
         if frame.all == (frame.ids is not None):
             raise BadRequest("give either `ids` (1 to 100 notification ids) or `all: true`")
         user_id = uuid.UUID(self.principal.user_id)
@@ -133,7 +134,7 @@ class Session:
         marked = await inbox.mark_read(pool, user_id, None if frame.all else frame.ids)
         return p.Ok(
             ref=frame.ref,
-            channel=f"user:{user_id}",
+            channel=self.user_stream,
             marked=marked,
             unread=await inbox.unread_count(pool, user_id),
         )
@@ -167,6 +168,10 @@ class Session:
         if self.gateway.draining:
             raise Unavailable("server is shutting down; reconnect")
         namespace, key = self._namespace(channel)
+        if namespace.realm != self.principal.realm:
+            raise Forbidden(
+                f"{channel} belongs to realm {namespace.realm!r}, not {self.principal.realm!r}"
+            )
         if since is not None and namespace.sequence_source() is None:
             raise BadRequest(f"{namespace.name}: channels have no seq to resume from")
         membership = await namespace.authorize(self.principal, channel, key)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import asyncpg
 
+from kernel.realms import enabled_realms
+
 ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = ROOT / "sql"
 # An arbitrary constant shared by every runner: "switchboard migrate" folded into 63 bits.
@@ -40,8 +42,8 @@ class MigrationError(Exception):
 
 
 def default_sql_dirs() -> list[Path]:
-    """The core's folder, then each realm package's sql/ folder (every realm that exists)."""
-    return [SQL_DIR, *sorted(p for p in (ROOT / "realms").glob("*/sql") if p.is_dir())]
+    """The core's folder and the sql/ folder of every enabled realm (SWITCHBOARD_REALMS)."""
+    return [SQL_DIR, *enabled_realms().sql_dirs()]
 
 
 def migration_files(sql_dirs: Path | list[Path] | None = None) -> list[Path]:

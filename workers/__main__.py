@@ -14,12 +14,18 @@ import sys
 
 from kernel.config import ConfigError, Settings, load_settings
 from kernel.db import create_pool
+from kernel.jobs import Job, SystemClock, next_after
 from kernel.logs import EventLog, setup_logging
+from kernel.realms import enabled_realms
 from workers.delivery import run_delivery
-from workers.jobs import JOBS, job_named
-from workers.scheduler import Job, Scheduler, SystemClock, next_after, node_name, run_by_hand
+from workers.scheduler import Scheduler, node_name, run_by_hand
 
 log = EventLog("worker")
+
+
+def declared_jobs() -> list[Job]:
+    """Every enabled realm's jobs (SWITCHBOARD_REALMS)."""
+    return [job for _realm, job in enabled_realms().jobs()]
 
 
 async def _serve(settings: Settings) -> None:
@@ -33,8 +39,9 @@ async def _serve(settings: Settings) -> None:
         max_size=max(settings.db_pool_max, 10),
         application_name="switchboard-worker",
     )
-    scheduler = Scheduler(pool, JOBS, clock=SystemClock(), node=node_name())
-    log.info("started", node=scheduler.node, jobs=len(JOBS))
+    jobs = declared_jobs()
+    scheduler = Scheduler(pool, jobs, clock=SystemClock(), node=node_name())
+    log.info("started", node=scheduler.node, jobs=len(jobs))
     try:
         async with asyncio.TaskGroup() as services:
             services.create_task(scheduler.run(stop), name="scheduler")
@@ -61,8 +68,9 @@ async def _run_one(settings: Settings, job: Job) -> int:
 
 def _list_jobs() -> int:
     now = SystemClock().now()
-    width = max(len(job.name) for job in JOBS)
-    for job in JOBS:
+    jobs = declared_jobs()
+    width = max((len(job.name) for job in jobs), default=0)
+    for job in jobs:
         at = next_after(job.schedule, now).strftime("%Y-%m-%d %H:%M UTC")
         print(f"{job.name:<{width}}  next {at}  ({job.schedule.describe()}): {job.summary}")
     return 0
@@ -72,16 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description="the worker process")
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run one job now, by hand")
-    run.add_argument("job", help="one of: " + ", ".join(job.name for job in JOBS))
+    jobs = declared_jobs()
+    run.add_argument("job", help="one of: " + ", ".join(job.name for job in jobs))
     commands.add_parser("jobs", help="list the jobs and their next times")
     args = parser.parse_args(argv)
     if args.command == "jobs":
         return _list_jobs()
     job = None
     if args.command == "run":
-        job = job_named(args.job)
+        job = next((j for j in jobs if j.name == args.job), None)
         if job is None:
-            known = ", ".join(j.name for j in JOBS)
+            known = ", ".join(j.name for j in jobs)
             print(f"workers: unknown job {args.job!r}; the jobs are: {known}", file=sys.stderr)
             return 2
     try:

@@ -6,8 +6,8 @@ import asyncpg
 from aiohttp import web
 from msgspec import Struct
 
-from api.endpoints import endpoint
-from api.keys import POOL
+from kernel.web.endpoints import endpoint
+from kernel.web.keys import POOL
 
 routes = web.RouteTableDef()
 

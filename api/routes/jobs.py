@@ -1,4 +1,5 @@
-"""/v1/admin/jobs: the worker's scheduled jobs (workers/jobs.py) and their recent runs
+"""/v1/admin/jobs: the scheduled jobs of the caller's realm (declared by the realm package) and
+their recent runs
 (gateway.job_runs), for admins. Read-only: the API neither runs nor schedules jobs."""
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from typing import Annotated
 from aiohttp import web
 from msgspec import Meta, Struct
 
-from api.auth import admin
-from api.endpoints import endpoint
-from api.keys import POOL
-from workers.jobs import JOBS
-from workers.scheduler import RunRecord, Schedule, next_after, recent_runs
+from kernel.jobs import Job, RunRecord, Schedule, next_after, recent_runs
+from kernel.web.auth import admin
+from kernel.web.endpoints import endpoint
+from kernel.web.keys import POOL, REALMS
 
 routes = web.RouteTableDef()
 
@@ -45,6 +45,11 @@ _LATEST_RUNS = (
 )
 
 
+def _realm_jobs(request: web.Request, realm: str) -> list[Job]:
+    """Admins see the jobs of their own realm only."""
+    return [job for owner, job in request.app[REALMS].jobs() if owner == realm]
+
+
 @endpoint(
     routes,
     "GET",
@@ -55,9 +60,10 @@ _LATEST_RUNS = (
     errors=(403,),
 )
 async def list_jobs(request: web.Request) -> list[JobOut]:
-    await admin(request)
+    who = await admin(request)
+    jobs = _realm_jobs(request, who.realm)
     now = datetime.now(UTC)
-    rows = await request.app[POOL].fetch(_LATEST_RUNS, [job.name for job in JOBS])
+    rows = await request.app[POOL].fetch(_LATEST_RUNS, [job.name for job in jobs])
     latest = {row["job"]: RunRecord(**dict(row)) for row in rows}
     return [
         JobOut(
@@ -70,7 +76,7 @@ async def list_jobs(request: web.Request) -> list[JobOut]:
             timeout_s=job.timeout.total_seconds(),
             last_run=latest.get(job.name),
         )
-        for job in JOBS
+        for job in jobs
     ]
 
 
@@ -85,5 +91,8 @@ async def list_jobs(request: web.Request) -> list[JobOut]:
     errors=(403,),
 )
 async def list_runs(request: web.Request, query: RunsQuery) -> list[RunRecord]:
-    await admin(request)
-    return await recent_runs(request.app[POOL], job=query.job, limit=query.limit)
+    who = await admin(request)
+    names = [job.name for job in _realm_jobs(request, who.realm)]
+    if query.job is not None:
+        names = [name for name in names if name == query.job]
+    return await recent_runs(request.app[POOL], jobs=names, limit=query.limit)

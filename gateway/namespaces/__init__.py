@@ -1,7 +1,1 @@
-"""Channel namespaces: `community:<id>`, `user:<id>`; the registry the gateway core consults."""
-
-from __future__ import annotations
-
-from gateway.namespaces.base import Namespace, NamespaceRegistry
-
-__all__ = ["Namespace", "NamespaceRegistry"]
+"""The gateway's own namespace (users' streams); realms bring the others."""

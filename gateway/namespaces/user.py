@@ -1,28 +1,33 @@
-"""`user:<users.id>`: a user's own stream (notifications, personal events).
-
-Joined automatically on connect; nobody else may join it; it is receive-only.
-"""
+"""A user's own stream, one namespace per realm: `user:<id>` (analyst) or `<realm>.user:<id>`:
+notifications and personal events. Joined automatically on connect; nobody else may join
+it, not even the same id of another realm; it is receive-only."""
 
 from __future__ import annotations
 
 import asyncpg
 
-from gateway.fanout import SequenceSource
-from gateway.namespaces.base import ChatStore, Membership, Principal, parse_uuid
-from kernel.errors import Forbidden
+from kernel.conversation import ChatStore, Membership, Principal, SequenceSource
+from kernel.errors import BadRequest, Forbidden, Unauthorized
+from kernel.realms import Realm
 
 
 class UserNamespace:
-    name = "user"
-    realm = "*"
     tracks_presence = False
     auto_join = True
 
+    def __init__(self, realm: Realm) -> None:
+        self._realm = realm
+        self.name = realm.user_stream_namespace
+        self.realm = realm.name
+
     def canonical_key(self, key: str) -> str:
-        return str(parse_uuid(key, "channel id" if self.name == "community" else "user id"))
+        try:
+            return self._realm.parse_user_id(key)
+        except Unauthorized:
+            raise BadRequest(f"{key!r} is not a {self.realm} user id") from None
 
     async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
-        if key != principal.user_id:
+        if principal.realm != self.realm or key != principal.user_id:
             raise Forbidden("a user stream can be joined only by its own user")
         return Membership(channel=channel, role="self", owner_id=principal.user_id)
 

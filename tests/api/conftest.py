@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 
 from api.app import create_app
-from api.otp import OtpSenders, SmtpOtpSender
 from kernel.config import load_settings
+from realms.analyst.otp import OTP_SENDERS, OtpSenders, SmtpOtpSender
 from tests.conftest import free_port
 
 
@@ -87,6 +87,8 @@ async def api(
         }
     )
     senders = OtpSenders(email=SmtpOtpSender(settings.smtp_url, settings.mail_from), sms=sms)
-    client: TestClient = await aiohttp_client(create_app(settings, senders))
+    client: TestClient = await aiohttp_client(
+        create_app(settings, resources={OTP_SENDERS: senders})
+    )
     yield client
     await client.close()  # before this test's database is dropped

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from api.credentials import hash_password
 from kernel.tokens import sign_access_token, verify_access_token
+from realms.analyst.credentials import hash_password
 from tests.api.conftest import SmsCapture, SmtpSink
 from tests.factories import make_user
 

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from api.routes.discounts import discount_amount
+from realms.analyst.routes.discounts import discount_amount
 from tests.api.test_subscriptions import api, approved_analyst, bearer, call, subscribe
 from tests.factories import insert_row, make_subscription, make_tier, make_user
 

@@ -11,11 +11,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from kernel.db import create_pool
+from kernel.jobs import next_after
 from kernel.tokens import sign_access_token
+from realms.analyst.jobs import JOBS, job_named
 from tests.factories import make_user
 from tests.workers.test_scheduler import ManualClock, utc
-from workers.jobs import JOBS, job_named
-from workers.scheduler import next_after, run_by_hand
+from workers.scheduler import run_by_hand
 
 PATHS = ("/v1/admin/jobs", "/v1/admin/jobs/runs")
 SLOT = utc(2031, 3, 3, 0, 5)

@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from api.razorpay import payment_signature, signature_matches, webhook_signature
-from api.routes.payments import payout_split
 from kernel.config import load_settings
+from realms.analyst.razorpay import payment_signature, signature_matches, webhook_signature
+from realms.analyst.routes.payments import payout_split
 from tests.api.test_subscriptions import (
     WEBHOOK_SECRET,
     api,

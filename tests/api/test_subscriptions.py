@@ -16,8 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from api.razorpay import payment_signature
-from api.routes.subscriptions import (
+from kernel.config import load_settings
+from kernel.tokens import sign_access_token
+from realms.analyst.razorpay import payment_signature
+from realms.analyst.routes.subscriptions import (
     GRACE_PERIOD,
     RETRY_LIMIT,
     BillingState,
@@ -27,8 +29,6 @@ from api.routes.subscriptions import (
     renewal_due,
     suspend_lapsed,
 )
-from kernel.config import load_settings
-from kernel.tokens import sign_access_token
 from tests.factories import make_analyst, make_subscription, make_tier, make_user
 
 KEY_SECRET = "rzp-test-key-secret"

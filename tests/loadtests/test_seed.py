@@ -16,12 +16,12 @@ import bcrypt
 import pytest
 
 from api.app import create_app
-from gateway.namespaces.base import Principal
-from gateway.namespaces.community import CommunityNamespace
-from gateway.namespaces.community_messages import CommunityMessages
 from kernel.config import load_settings
+from kernel.conversation import Principal
 from kernel.errors import Forbidden
 from loadtests.seed import CREDENTIAL_COLUMNS, SeedConfig, seed
+from realms.analyst.namespaces.community import CommunityNamespace
+from realms.analyst.namespaces.community_messages import CommunityMessages
 from tests.conftest import ROOT
 
 CONFIG = SeedConfig(

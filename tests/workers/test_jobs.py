@@ -17,8 +17,8 @@ import asyncpg
 import pytest
 
 from kernel.db import create_pool
-from tests.factories import insert_row, make_analyst, make_subscription, make_tier, make_user
-from workers.jobs import (
+from kernel.jobs import Daily, Hourly, Monthly, SystemClock, Weekly
+from realms.analyst.jobs import (
     ANALYZED_TABLES,
     JOBS,
     analyze_tables,
@@ -29,7 +29,8 @@ from workers.jobs import (
     job_named,
     recompute_monthly_revenue,
 )
-from workers.scheduler import Daily, Hourly, Monthly, SystemClock, Weekly, run_by_hand
+from tests.factories import insert_row, make_analyst, make_subscription, make_tier, make_user
+from workers.scheduler import run_by_hand
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = timedelta(days=1)

@@ -17,23 +17,24 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api.razorpay import create_order
-from api.routes.payments import PaymentEntity, _capture, _fail
-from api.routes.subscriptions import GRACE_PERIOD, RETRY_SPACING, cancel
 from kernel.config import ConfigError, load_settings
 from kernel.db import connect, create_pool
-from tests.factories import make_analyst, make_subscription, make_tier, make_user
-from tests.gateway import conftest as gateway_fixtures
-from tests.gateway.harness import Frame, WsClient
-from tests.workers.test_scheduler import ManualClock, utc
-from workers.jobs import JOBS, job_named, notify_expiring_subscriptions
-from workers.lifecycle import (
+from kernel.jobs import Daily, Hourly, next_after
+from realms.analyst.jobs import JOBS, job_named, notify_expiring_subscriptions
+from realms.analyst.lifecycle import (
     expiring_event_key,
     notify_expiring,
     open_renewals,
     suspend_lapsed_subscriptions,
 )
-from workers.scheduler import Daily, Hourly, Scheduler, next_after
+from realms.analyst.razorpay import create_order
+from realms.analyst.routes.payments import PaymentEntity, _capture, _fail
+from realms.analyst.routes.subscriptions import GRACE_PERIOD, RETRY_SPACING, cancel
+from tests.factories import make_analyst, make_subscription, make_tier, make_user
+from tests.gateway import conftest as gateway_fixtures
+from tests.gateway.harness import Frame, WsClient
+from tests.workers.test_scheduler import ManualClock, utc
+from workers.scheduler import Scheduler
 
 # The gateway fixtures (a populated world, real gateway processes on this test's database).
 world = gateway_fixtures.world

@@ -17,8 +17,7 @@ import msgspec
 import pytest
 
 from kernel.db import connect, create_pool
-from workers.scheduler import (
-    LEASE_GRACE,
+from kernel.jobs import (
     Clock,
     Daily,
     Hourly,
@@ -26,14 +25,12 @@ from workers.scheduler import (
     JobFunction,
     Monthly,
     RetryPolicy,
-    Scheduler,
     Weekly,
-    attempt,
     last_at_or_before,
     next_after,
     recent_runs,
-    run_by_hand,
 )
+from workers.scheduler import LEASE_GRACE, Scheduler, attempt, run_by_hand
 
 
 def utc(

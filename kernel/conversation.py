@@ -1,0 +1,191 @@
+"""The conversation model's ports: what a namespace is to the gateway core (who may join,
+where messages live, how history is read, who else is told), and what a realm's namespace
+factory is given to build its namespaces.
+
+The core (connections, fan-out, rate limits, presence, resume) knows nothing of any realm;
+a realm's namespace answers for it. A namespace that stores chat messages also implements
+ChatStore; one without it is receive-only (e.g. a user's own stream).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+import msgspec
+
+from kernel.errors import BadRequest, NotFound
+from kernel.messages import Message
+
+
+class SequenceSource(Protocol):
+    """Where a sequenced channel's committed messages are read back from."""
+
+    async def last_seq(self, channel: str) -> int: ...
+    async def after(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]: ...
+
+
+# Publish committed frames: (channel, seq or 0, encoded JSON frame) each, once, to every gateway.
+Publish = Callable[[list[tuple[str, int, bytes]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NamespaceContext:
+    """What a realm's namespace factory gets from the gateway process that hosts it."""
+
+    pool: asyncpg.Pool
+    publish: Publish
+    # Called with the size of each group-commit batch (a metric).
+    on_batch: Callable[[int], None] | None = None
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """The authenticated user of a socket."""
+
+    user_id: str
+    realm: str
+    user_type: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user_type == "admin"
+
+
+class Membership(msgspec.Struct, frozen=True):
+    """The outcome of an authorised join. `role` is member, owner, admin or self."""
+
+    channel: str
+    role: str
+    owner_id: str | None = None
+    rate_limit: int | None = None
+    max_members: int | None = None
+    # Unix seconds after which the entitlement behind this membership lapses by time alone
+    # (a subscription's expires_at): the session re-checks it then. None: no such end.
+    entitled_until: float | None = None
+
+    @property
+    def privileged(self) -> bool:
+        return self.role in ("owner", "admin")
+
+
+class Committed(msgspec.Struct, frozen=True):
+    id: str
+    seq: int
+    created_at: str
+    duplicate: bool
+    payload: bytes
+
+
+class ChatStore(Protocol):
+    """Message storage of a chat namespace. Every method authorises against `membership`."""
+
+    async def append(
+        self,
+        principal: Principal,
+        membership: Membership,
+        text: str,
+        type_: str,
+        reply_to: uuid.UUID | None,
+        client_id: str | None,
+        attachment_url: str | None,
+    ) -> Committed: ...
+    async def edit(
+        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+    ) -> Message: ...
+    async def delete(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        reason: str | None,
+    ) -> Message: ...
+    async def pin(
+        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+    ) -> Message: ...
+    async def flag(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        reason: str,
+        description: str | None,
+    ) -> None: ...
+    async def history(
+        self, membership: Membership, before: int | None, after: int | None, limit: int
+    ) -> list[Message]: ...
+    async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int: ...
+    async def drain(self) -> None:
+        """Return once every accepted append is committed and answered."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Namespace(Protocol):
+    name: str
+    realm: str
+    auto_join: bool
+    tracks_presence: bool
+
+    def canonical_key(self, key: str) -> str:
+        """The one spelling of a channel key (raise BadRequest when it is not a key)."""
+        ...
+
+    async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
+        """The membership for a join, or raise Forbidden / NotFound / BadRequest."""
+        ...
+
+    def sequence_source(self) -> SequenceSource | None: ...
+
+    def chat(self) -> ChatStore | None: ...
+
+    async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
+        """Record (in the ledger's transaction) how many distinct users are live in `channel`."""
+        ...
+
+    def lock_sql(self) -> str | None:
+        """SQL locking the channel's domain row by key ($1), to serialise admissions."""
+        ...
+
+    def affected_by(self, notice: dict[str, str], membership: Membership) -> bool:
+        """Whether a membership-change notice (LISTEN sb_membership) concerns this membership."""
+        ...
+
+
+def parse_uuid(key: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(key)
+    except ValueError:
+        raise BadRequest(f"{what} {key!r} is not a UUID") from None
+
+
+class NamespaceRegistry:
+    """Namespaces by name; `resolve("community:<id>")` gives (namespace, key)."""
+
+    def __init__(self, namespaces: Sequence[Namespace]) -> None:
+        self._by_name: dict[str, Namespace] = {}
+        for ns in namespaces:
+            if ns.name in self._by_name:
+                raise ValueError(f"namespace {ns.name!r} is declared twice")
+            self._by_name[ns.name] = ns
+
+    def __iter__(self) -> Iterator[Namespace]:
+        return iter(self._by_name.values())
+
+    def resolve(self, channel: str) -> tuple[Namespace, str, str]:
+        """(namespace, canonical key, canonical channel name) of a channel as a client spelt
+        it, so that one room has one name for delivery, presence, caps and rate limits."""
+        name, _, key = channel.partition(":")
+        namespace = self._by_name.get(name)
+        if namespace is None:
+            raise NotFound(f"no namespace {name!r} (known: {', '.join(sorted(self._by_name))})")
+        key = namespace.canonical_key(key)
+        return namespace, key, f"{name}:{key}"
+
+    def sequence_source(self, channel: str) -> SequenceSource | None:
+        name = channel.partition(":")[0]
+        namespace = self._by_name.get(name)
+        return namespace.sequence_source() if namespace else None

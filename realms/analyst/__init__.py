@@ -1,0 +1,75 @@
+"""Realm `analyst`: the analyst marketplace of seed 000 (SEBI/RIA analysts and traders):
+tiers and subscriptions, payments, posts, reviews, moderation, support, and chat rooms gated
+by subscription (`community:<id>`, `community.live:<id>`). The primary realm, served before
+realms existed: its REST routes also answer at their old unprefixed paths (/v1/...)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kernel.realms import Realm
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from kernel.conversation import Namespace, NamespaceContext
+    from kernel.jobs import Job
+
+NOTIFICATION_CATEGORIES = (
+    "new_post",
+    "urgent_post",
+    "new_review",
+    "moderation_action",
+    "support_ticket_updated",
+    "verification_approved",
+    "verification_rejected",
+    "payment_success",
+    "payment_failed",
+    "subscription_expiring",
+)
+
+
+def _routes() -> Sequence[web.RouteTableDef]:
+    from realms.analyst.routes import ROUTE_TABLES
+
+    return ROUTE_TABLES
+
+
+def _api_setup(app: web.Application) -> None:
+    from realms.analyst.otp import install_default_senders
+
+    install_default_senders(app)
+
+
+def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
+    from realms.analyst.namespaces import build
+
+    return build(context)
+
+
+def _jobs() -> Sequence[Job]:
+    from realms.analyst.jobs import JOBS
+
+    return JOBS
+
+
+REALM = Realm(
+    name="analyst",
+    schema="analyst",
+    summary="Analyst marketplace (seed 000): tiers, subscriptions, posts, gated chat rooms",
+    user_id_type="uuid",
+    sql_dir=Path(__file__).resolve().parent / "sql",
+    user_lookup_sql=(
+        "SELECT user_type, is_active AND deleted_at IS NULL AS active"
+        " FROM analyst.users WHERE id = $1"
+    ),
+    routes=_routes,
+    api_setup=_api_setup,
+    unprefixed_paths=True,
+    namespaces=_namespaces,
+    jobs=_jobs,
+    notification_categories=NOTIFICATION_CATEGORIES,
+    in_app_inbox=True,
+)

@@ -1,0 +1,110 @@
+"""`community:<chat_channels.id>`: analyst chat rooms, gated by the seed's channel rules.
+
+A user may join when the channel is active, not archived and not deleted, and either the
+channel needs no subscription, or the user holds an active subscription to the channel's
+analyst whose tier has chat_access and is at least `minimum_tier_required` by tier_order.
+The channel's analyst and admins may always join (and are not counted against max_members).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from kernel.conversation import ChatStore, Membership, Principal, SequenceSource, parse_uuid
+from kernel.errors import Forbidden, NotFound
+from realms.analyst.namespaces.community_messages import CommunityMessages
+
+_GATE = """
+SELECT c.analyst_id, c.is_active, c.is_archived, c.deleted_at, c.require_subscription,
+       c.max_members, c.is_rate_limited, c.message_rate_limit, mt.tier_name AS min_tier,
+       e.entitled, e.entitled_until
+  FROM analyst.chat_channels c
+  LEFT JOIN analyst.subscription_tiers mt ON mt.id = c.minimum_tier_required
+  -- Every entitling subscription: the entitlement lasts until the last of them expires
+  -- (NULL when one of them never does).
+  CROSS JOIN LATERAL (
+        SELECT count(*) > 0 AS entitled,
+               CASE WHEN bool_or(s.expires_at IS NULL) THEN NULL
+                    ELSE extract(epoch FROM max(s.expires_at))::float8 END AS entitled_until
+          FROM analyst.subscriptions s
+          JOIN analyst.subscription_tiers t ON t.id = s.tier_id
+         WHERE s.user_id = $2 AND s.analyst_id = c.analyst_id
+           AND s.status = 'active' AND s.deleted_at IS NULL
+           AND (s.expires_at IS NULL OR s.expires_at > now())
+           AND t.chat_access AND t.deleted_at IS NULL
+           AND (mt.id IS NULL OR t.tier_order >= mt.tier_order)
+       ) e
+ WHERE c.id = $1
+"""
+
+LOCK_CHANNEL = "SELECT 1 FROM analyst.chat_channels WHERE id = $1::uuid FOR UPDATE"
+
+
+class CommunityNamespace:
+    name = "community"
+    realm = "analyst"
+    tracks_presence = True
+    auto_join = False
+
+    def __init__(self, pool: asyncpg.Pool, messages: CommunityMessages) -> None:
+        self._pool = pool
+        self._messages = messages
+
+    def canonical_key(self, key: str) -> str:
+        return str(parse_uuid(key, "channel id"))
+
+    async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
+        channel_id = parse_uuid(key, "channel id")
+        if principal.realm != self.realm:
+            raise Forbidden(f"community channels belong to realm {self.realm!r}")
+        row = await self._pool.fetchrow(_GATE, channel_id, principal.user_id)
+        if row is None or row["deleted_at"] is not None:
+            raise NotFound(f"channel {key} does not exist")
+        if not row["is_active"]:
+            raise Forbidden("channel is not active")
+        if row["is_archived"]:
+            raise Forbidden("channel is archived")
+        owner = str(row["analyst_id"])
+        if owner == principal.user_id:
+            role = "owner"
+        elif principal.is_admin:
+            role = "admin"
+        elif row["require_subscription"] and not row["entitled"]:
+            tier = f" at tier {row['min_tier']!r} or above" if row["min_tier"] else ""
+            raise Forbidden(f"joining needs an active subscription with chat access{tier}")
+        else:
+            role = "member"
+        entitled = role == "member" and row["require_subscription"]
+        until = row["entitled_until"] if entitled else None
+        return Membership(
+            channel=channel,
+            role=role,
+            owner_id=owner,
+            rate_limit=row["message_rate_limit"] if row["is_rate_limited"] else None,
+            max_members=None if role != "member" else row["max_members"],
+            entitled_until=until,
+        )
+
+    def sequence_source(self) -> SequenceSource:
+        return self._messages
+
+    def chat(self) -> ChatStore:
+        return self._messages
+
+    async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
+        await conn.execute(
+            "UPDATE analyst.chat_channels SET active_members_count = $2"
+            " WHERE id = $1::uuid AND active_members_count IS DISTINCT FROM $2",
+            channel.partition(":")[2],
+            count,
+        )
+
+    def lock_sql(self) -> str:
+        return LOCK_CHANNEL
+
+    def affected_by(self, notice: dict[str, str], membership: Membership) -> bool:
+        if notice.get("kind") == "subscription":
+            return notice.get("analyst_id") == membership.owner_id
+        if notice.get("kind") == "channel":
+            return membership.channel.partition(":")[2] == notice.get("channel_id")
+        return False

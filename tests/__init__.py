@@ -1,0 +1,1 @@
+"""The test suite: real Postgres, Redis, SMTP and processes (see conftest.py)."""
