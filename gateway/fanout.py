@@ -70,7 +70,6 @@ class Client:
         self.transport.write(frame)
 
 
-
 class _Room:
     __slots__ = (
         "catching_up",

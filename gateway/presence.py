@@ -34,7 +34,7 @@ _COUNT_OTHERS = """
 SELECT count(DISTINCT lm.user_id)
   FROM gateway.live_members lm JOIN gateway.nodes n USING (node_id)
  WHERE lm.channel = $1 AND n.heartbeat_at > now() - make_interval(secs => $2)
-   AND lm.user_id <> $3::uuid AND lm.counted
+   AND lm.user_id <> $3::text AND lm.counted
 """
 
 

@@ -14,8 +14,11 @@ import msgspec
 from msgspec import Meta, Struct
 
 from kernel.errors import BadRequest
+from kernel.messages import Attachment as Attachment
+from kernel.messages import ConversationSummary as ConversationSummary
 from kernel.messages import Event as Event
 from kernel.messages import LiveMessage as LiveMessage
+from kernel.messages import MemberState as MemberState
 from kernel.messages import Message as Message
 from kernel.messages import ServerFrame as ServerFrame
 from kernel.messages import json_encoder as json_encoder
@@ -28,13 +31,17 @@ Ref = int | Annotated[str, Meta(max_length=64)] | None
 ChannelName = Annotated[
     str, Meta(pattern=r"^[a-z][a-z.]{0,31}:[A-Za-z0-9-]{1,64}$", max_length=100)
 ]
-MessageText = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
-MessageType = Literal["text", "image", "file", "system"]
+# Postgres text cannot hold NUL: a text with one is refused in decode, as a bad request, so it
+# never reaches (and never fails) a group-commit batch shared with other users' messages.
+NO_NUL = r"^[^\x00]*$"
+MessageText = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL)]
+MessageType = Literal["text", "image", "video", "audio", "file", "location", "product", "system"]
 ClientId = Annotated[str, Meta(min_length=1, max_length=64)]
 Seq = Annotated[int, Meta(ge=0, le=2**53)]
 Token = Annotated[str, Meta(min_length=1, max_length=4096)]
-Reason = Annotated[str, Meta(max_length=500)]
+Reason = Annotated[str, Meta(max_length=500, pattern=NO_NUL)]
 AttachmentUrl = Annotated[str, Meta(max_length=500, pattern=r"^https?://")]
+UserId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 
 
 class ClientFrame(Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
@@ -65,6 +72,8 @@ class Send(ClientFrame, tag="send"):
     reply_to: uuid.UUID | None = None
     client_id: ClientId | None = None
     attachment_url: AttachmentUrl | None = None
+    attachment: Attachment | None = None
+    mentions: Annotated[list[UserId], Meta(max_length=50)] | None = None
 
 
 class Edit(ClientFrame, tag="edit"):
@@ -92,7 +101,7 @@ class Unpin(ClientFrame, tag="unpin"):
 class Flag(ClientFrame, tag="flag"):
     channel: ChannelName
     id: uuid.UUID
-    reason: Annotated[str, Meta(min_length=1, max_length=100)]
+    reason: Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
     description: Reason | None = None
 
 
@@ -120,6 +129,44 @@ class Ping(ClientFrame, tag="ping"):
     pass
 
 
+ConversationKind = Literal["direct", "group", "support"]
+UserIds = Annotated[list[UserId], Meta(min_length=1, max_length=100)]
+
+
+class Create(ClientFrame, tag="create"):
+    """Open a conversation: `direct` with one user (`with`; the existing one if any), `group`
+    with `members` (the creator is its admin), `support` (the creator and the staff queue)."""
+
+    kind: ConversationKind
+    with_: UserId | None = msgspec.field(default=None, name="with")
+    members: UserIds | None = None
+    title: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
+
+
+class AddMembers(ClientFrame, tag="add_members"):
+    channel: ChannelName
+    users: UserIds
+
+
+class RemoveMember(ClientFrame, tag="remove_member"):
+    channel: ChannelName
+    user_id: UserId
+
+
+class React(ClientFrame, tag="react"):
+    channel: ChannelName
+    id: uuid.UUID
+    emoji: Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL)]
+    remove: bool = False
+
+
+class Conversations(ClientFrame, tag="conversations"):
+    """The caller's conversations with unread counts; staff asking for `support` get the
+    realm's whole support queue."""
+
+    kind: ConversationKind | None = None
+
+
 class ReadNotifications(ClientFrame, tag="read_notifications"):
     ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=100)] | None = None
     all: bool = False
@@ -142,6 +189,11 @@ AnyClientFrame = (
     | Presence
     | Ping
     | ReadNotifications
+    | Create
+    | AddMembers
+    | RemoveMember
+    | React
+    | Conversations
 )
 CLIENT_OPS: tuple[str, ...] = (
     "auth",
@@ -160,12 +212,15 @@ CLIENT_OPS: tuple[str, ...] = (
     "presence",
     "ping",
     "read_notifications",
+    "create",
+    "add_members",
+    "remove_member",
+    "react",
+    "conversations",
 )
 
 
 # --- server -> client ---------------------------------------------------------------------
-
-
 
 
 class Welcome(ServerFrame, tag="welcome"):
@@ -176,8 +231,6 @@ class Welcome(ServerFrame, tag="welcome"):
     server_time: int
     max_frame_bytes: int
     frames_per_second: int
-
-
 
 
 class Ok(ServerFrame, tag="ok"):
@@ -192,6 +245,9 @@ class Ok(ServerFrame, tag="ok"):
     recovered: bool | None = None
     replayed: int | None = None
     messages: list[Message] | None = None
+    created: bool | None = None
+    conversations: list[ConversationSummary] | None = None
+    members: list[MemberState] | None = None
     users: list[str] | None = None
     expires_at: int | None = None
     unread: int | None = None
@@ -204,7 +260,6 @@ class Error(ServerFrame, tag="error"):
     message: str
     ref: Ref = None
     retry_after_ms: int | None = None
-
 
 
 class Notification(ServerFrame, tag="notification"):

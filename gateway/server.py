@@ -44,7 +44,6 @@ HARD_MAX_FRAME = 1 << 20
 STRIKES_BEFORE_CLOSE = 50
 
 
-
 def _text(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> Response:
     return Response(status, status.phrase, Headers({"Content-Type": content_type}), body)
 
@@ -254,6 +253,11 @@ class GatewayServer:
                     message=exc.message,
                     ref=ref if ref is not None else exc.details.get("ref"),
                     retry_after_ms=exc.details.get("retry_after_ms"),
+                )
+            except asyncpg.DataError as exc:  # the request's data, refused by Postgres
+                metrics.errors.labels("bad_request").inc()
+                reply = p.Error(
+                    code="bad_request", message=f"refused by storage: {exc}"[:300], ref=ref
                 )
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError) as exc:
                 log.error("frame_failed", session=session.session_id, error=repr(exc))

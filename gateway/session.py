@@ -16,7 +16,14 @@ from gateway import protocol as p
 from gateway.fanout import Client, ws_frame
 from gateway.ports import SessionHost
 from kernel import inbox
-from kernel.conversation import ChatStore, Membership, Namespace, Principal
+from kernel.conversation import (
+    ChatStore,
+    ConversationAdmin,
+    Draft,
+    Membership,
+    Namespace,
+    Principal,
+)
 from kernel.errors import (
     BadRequest,
     Forbidden,
@@ -78,6 +85,15 @@ class Session:
                 raise BadRequest("already authenticated; use `refresh` to present a new token")
             case p.ReadNotifications():
                 return await self._read_notifications(frame)
+            case p.Create():
+                admin = self._admin_of_kind(frame.kind)
+                channel, created = await admin.create(
+                    self.principal, frame.kind, frame.with_, frame.members, frame.title
+                )
+                return p.Ok(ref=ref, channel=channel, created=created)
+            case p.Conversations():
+                listed = await self._admin_of_kind(frame.kind).list_for(self.principal, frame.kind)
+                return p.Ok(ref=ref, conversations=listed)
         # Every other op names a channel: from here on it goes by its one canonical spelling.
         _, _, ch = self.gateway.namespaces.resolve(frame.channel)
         match frame:
@@ -122,6 +138,19 @@ class Session:
             case p.Presence():
                 self._member(ch)
                 return p.Ok(ref=ref, channel=ch, users=await self.gateway.presence.who(ch))
+            case p.AddMembers():
+                added = await self._admin(ch).add_members(
+                    self.principal, self._member(ch), frame.users
+                )
+                return p.Ok(ref=ref, channel=ch, users=added)
+            case p.RemoveMember():
+                await self._admin(ch).remove_member(self.principal, self._member(ch), frame.user_id)
+                return p.Ok(ref=ref, channel=ch)
+            case p.React():
+                await self._admin(ch).react(
+                    self.principal, self._member(ch), frame.id, frame.emoji, frame.remove
+                )
+                return p.Ok(ref=ref, channel=ch, id=str(frame.id))
         raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
 
     async def _read_notifications(self, frame: p.ReadNotifications) -> p.Ok:
@@ -151,6 +180,23 @@ class Session:
         namespace, key, _ = self.gateway.namespaces.resolve(channel)
         return namespace, key
 
+    def _admin(self, channel: str) -> ConversationAdmin:
+        namespace, _ = self._namespace(channel)
+        admin = namespace.conversations()
+        if admin is None:
+            raise BadRequest(f"{namespace.name}: channels are not conversations")
+        return admin
+
+    def _admin_of_kind(self, kind: str | None) -> ConversationAdmin:
+        """The conversation store of the caller's realm (of `kind`, or of any kind)."""
+        for kind_ in (kind,) if kind else ("direct", "group", "support"):
+            namespace = self.gateway.namespaces.named(f"{self.realm.name}.{kind_}")
+            admin = namespace.conversations() if namespace is not None else None
+            if admin is not None:
+                return admin
+        what = f"{kind} conversations" if kind else "conversations"
+        raise BadRequest(f"realm {self.realm.name!r} keeps no {what}")
+
     def _chat(self, channel: str) -> ChatStore:
         namespace, _ = self._namespace(channel)
         chat = namespace.chat()
@@ -162,7 +208,13 @@ class Session:
         """Authorise, count in, subscribe and catch up; the returned ack must be written next."""
         if channel in self.joined:
             membership = self.joined[channel]
-            return p.Ok(ref=ref, channel=channel, role=membership.role)
+            admin = self._namespace(channel)[0].conversations()
+            return p.Ok(
+                ref=ref,
+                channel=channel,
+                role=membership.role,
+                members=await admin.members(membership) if admin is not None else None,
+            )
         if len(self.joined) >= MAX_CHANNELS_PER_SOCKET:
             raise BadRequest(f"a socket may join at most {MAX_CHANNELS_PER_SOCKET} channels")
         if self.gateway.draining:
@@ -205,6 +257,7 @@ class Session:
             self.gateway.announce(
                 p.Event(channel=channel, kind="joined", user_id=self.principal.user_id)
             )
+        admin = namespace.conversations()
         return p.Ok(
             ref=ref,
             channel=channel,
@@ -212,6 +265,7 @@ class Session:
             last_seq=last_seq,
             replayed=replayed if since is not None else None,
             recovered=recovered if since is not None else None,
+            members=await admin.members(membership) if admin is not None else None,
         )
 
     async def leave(self, channel: str, *, reason: str | None) -> None:
@@ -357,11 +411,15 @@ class Session:
             committed = await chat.append(
                 self.principal,
                 membership,
-                frame.text,
-                frame.type,
-                frame.reply_to,
-                frame.client_id,
-                frame.attachment_url,
+                Draft(
+                    text=frame.text,
+                    type=frame.type,
+                    reply_to=frame.reply_to,
+                    client_id=frame.client_id,
+                    attachment_url=frame.attachment_url,
+                    attachment=frame.attachment,
+                    mentions=frame.mentions,
+                ),
             )
         except BaseException:
             if verdict is not None:  # nothing was stored: the send must not count

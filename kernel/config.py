@@ -44,8 +44,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fcm_base_url: str = "https://fcm.googleapis.com/v1/projects"
     fcm_credentials_file: str | None = None
     fcm_project_id: str | None = None
+    fcm_concurrency: int = 32
+    smtp_connections: int = 16
     razorpay_key_secret: str | None = None
     razorpay_webhook_secret: str | None = None
+    razorpay_key_id: str | None = None
+    razorpay_payouts_base_url: str = "https://api.razorpay.com"
+    razorpay_payout_account: str | None = None
+    razorpay_payout_mode: str = "IMPS"
     subscription_expiring_days: int = 3
 
 
@@ -82,10 +88,19 @@ _ENV: dict[str, tuple[str, type]] = {
     "FCM_BASE_URL": ("fcm_base_url", str),
     "FCM_CREDENTIALS_FILE": ("fcm_credentials_file", str),
     "FCM_PROJECT_ID": ("fcm_project_id", str),
+    "FCM_CONCURRENCY": ("fcm_concurrency", int),
+    "SMTP_CONNECTIONS": ("smtp_connections", int),
     "RAZORPAY_KEY_SECRET": ("razorpay_key_secret", str),
     "RAZORPAY_WEBHOOK_SECRET": ("razorpay_webhook_secret", str),
+    "RAZORPAY_KEY_ID": ("razorpay_key_id", str),
+    "RAZORPAY_PAYOUTS_BASE_URL": ("razorpay_payouts_base_url", str),
+    "RAZORPAY_PAYOUT_ACCOUNT": ("razorpay_payout_account", str),
+    "RAZORPAY_PAYOUT_MODE": ("razorpay_payout_mode", str),
     "SUBSCRIPTION_EXPIRING_DAYS": ("subscription_expiring_days", int),
 }
+
+# Delivery concurrency per worker process (docs/notifications.md, "Throughput").
+_CONCURRENCY = (("FCM_CONCURRENCY", "fcm_concurrency"), ("SMTP_CONNECTIONS", "smtp_connections"))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +123,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     missed = values.get("gateway_missed_notifications")
     if isinstance(missed, int) and not 0 <= missed <= 1000:
         raise ConfigError("GATEWAY_MISSED_NOTIFICATIONS must be between 0 and 1000")
+    mode = values.get("razorpay_payout_mode")
+    if mode is not None and mode not in ("IMPS", "NEFT", "RTGS", "UPI"):
+        raise ConfigError("RAZORPAY_PAYOUT_MODE must be one of IMPS, NEFT, RTGS, UPI")
+    for name, field in _CONCURRENCY:
+        count = values.get(field)
+        if isinstance(count, int) and not 1 <= count <= 1000:
+            raise ConfigError(f"{name} must be between 1 and 1000")
     days = values.get("subscription_expiring_days")
     if isinstance(days, int) and days < 1:
         raise ConfigError("SUBSCRIPTION_EXPIRING_DAYS must be at least 1")

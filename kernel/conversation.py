@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from kernel.errors import BadRequest, NotFound
-from kernel.messages import Message
+from kernel.messages import Attachment, ConversationSummary, MemberState, Message
 
 
 class SequenceSource(Protocol):
@@ -71,6 +71,18 @@ class Membership(msgspec.Struct, frozen=True):
         return self.role in ("owner", "admin")
 
 
+class Draft(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as a client sent it, before it is stored."""
+
+    text: str
+    type: str = "text"
+    reply_to: uuid.UUID | None = None
+    client_id: str | None = None
+    attachment_url: str | None = None
+    attachment: Attachment | None = None
+    mentions: list[str] | None = None
+
+
 class Committed(msgspec.Struct, frozen=True):
     id: str
     seq: int
@@ -83,14 +95,7 @@ class ChatStore(Protocol):
     """Message storage of a chat namespace. Every method authorises against `membership`."""
 
     async def append(
-        self,
-        principal: Principal,
-        membership: Membership,
-        text: str,
-        type_: str,
-        reply_to: uuid.UUID | None,
-        client_id: str | None,
-        attachment_url: str | None,
+        self, principal: Principal, membership: Membership, draft: Draft
     ) -> Committed: ...
     async def edit(
         self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
@@ -124,6 +129,44 @@ class ChatStore(Protocol):
     async def close(self) -> None: ...
 
 
+class ConversationAdmin(Protocol):
+    """Conversations a user opens and manages (kinds direct, group, support)."""
+
+    async def create(
+        self,
+        principal: Principal,
+        kind: str,
+        peer: str | None,
+        members: list[str] | None,
+        title: str | None,
+    ) -> tuple[str, bool]:
+        """(channel, created): a direct conversation that exists already is returned."""
+        ...
+
+    async def add_members(
+        self, principal: Principal, membership: Membership, users: list[str]
+    ) -> list[str]: ...
+
+    async def remove_member(
+        self, principal: Principal, membership: Membership, user_id: str
+    ) -> None: ...
+
+    async def react(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        emoji: str,
+        remove: bool,
+    ) -> None: ...
+
+    async def list_for(
+        self, principal: Principal, kind: str | None
+    ) -> list[ConversationSummary]: ...
+
+    async def members(self, membership: Membership) -> list[MemberState]: ...
+
+
 class Namespace(Protocol):
     name: str
     realm: str
@@ -141,6 +184,10 @@ class Namespace(Protocol):
     def sequence_source(self) -> SequenceSource | None: ...
 
     def chat(self) -> ChatStore | None: ...
+
+    def conversations(self) -> ConversationAdmin | None:
+        """Opening and managing conversations, for namespaces of conversation kinds."""
+        ...
 
     async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
         """Record (in the ledger's transaction) how many distinct users are live in `channel`."""
@@ -184,6 +231,9 @@ class NamespaceRegistry:
             raise NotFound(f"no namespace {name!r} (known: {', '.join(sorted(self._by_name))})")
         key = namespace.canonical_key(key)
         return namespace, key, f"{name}:{key}"
+
+    def named(self, name: str) -> Namespace | None:
+        return self._by_name.get(name)
 
     def sequence_source(self, channel: str) -> SequenceSource | None:
         name = channel.partition(":")[0]

@@ -4,8 +4,9 @@ Callers `await submit(item)`; a flusher takes everything queued (up to `max_batc
 hands it to `flush(items) -> results` in one call (a result that is an exception is
 raised to its caller alone). While one batch is in flight the next
 accumulates, so under load each round trip carries many writes and at low load a write
-waits for nobody. Results come back to each caller in order; a failed flush fails every
-caller of that batch (nothing was committed).
+waits for nobody. Results come back to each caller in order. A batch whose flush fails
+(nothing of it was committed) is flushed again one item at a time, so one caller's bad item
+fails that caller alone and never its neighbours.
 """
 
 from __future__ import annotations
@@ -47,6 +48,20 @@ class GroupCommit(Generic[T, R]):
         self._wakeup.set()
         return await future
 
+    async def _one_by_one(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        for item, future in batch:
+            if future.done():
+                continue
+            try:
+                (result,) = await self._flush([item])
+            except Exception as exc:
+                future.set_exception(exc)
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -71,9 +86,11 @@ class GroupCommit(Generic[T, R]):
                     else:
                         future.set_result(result)
             except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                else:
+                    await self._one_by_one(batch)
             finally:
                 self._in_flight -= 1
                 if not self._queue and self._in_flight == 0:

@@ -253,5 +253,3 @@ async def recent_runs(
         jobs,
     )
     return [RunRecord(**dict(r)) for r in rows]
-
-

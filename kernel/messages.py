@@ -4,13 +4,31 @@ from their own tables; the gateway writes them to sockets; REST history returns 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 json_encoder = msgspec.json.Encoder()
 
+MESSAGE_TYPES = ("text", "image", "video", "audio", "file", "location", "product", "system")
+
+
+class Attachment(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Metadata of an uploaded file a message points to (the upload itself is elsewhere)."""
+
+    url: Annotated[str, Meta(max_length=500, pattern=r"^https?://[^\s\x00]+$")]
+    mime_type: Annotated[str, Meta(max_length=100, pattern=r"^[a-z]+/[A-Za-z0-9.+-]+$")]
+    size: Annotated[int, Meta(ge=0, le=2**40)] | None = None
+    width: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    height: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    duration_ms: Annotated[int, Meta(ge=0, le=2**31)] | None = None
+    name: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^\x00]*$")] | None = None
+
+
 class ServerFrame(Struct, tag_field="op", omit_defaults=True, kw_only=True):
     pass
+
 
 class Message(ServerFrame, tag="msg"):
     channel: str
@@ -26,6 +44,11 @@ class Message(ServerFrame, tag="msg"):
     deleted: bool = False
     pinned: bool = False
     edited_at: str | None = None
+    attachment: Attachment | None = None
+    mentions: list[str] | None = None
+    # emoji -> the users who reacted with it (conversations only; omitted when none)
+    reactions: dict[str, list[str]] | None = None
+
 
 class LiveMessage(ServerFrame, tag="msg"):
     """A `msg` of an unstored channel (`community.live:`): no seq, never replayed."""
@@ -38,6 +61,7 @@ class LiveMessage(ServerFrame, tag="msg"):
     created_at: str
     client_id: str | None = None
     attachment_url: str | None = None
+
 
 class Event(ServerFrame, tag="event"):
     channel: str
@@ -52,3 +76,29 @@ class Event(ServerFrame, tag="event"):
     expires_in_ms: int | None = None
     ids: list[str] | None = None
     unread: int | None = None
+    conversation: str | None = None
+    emoji: str | None = None
+    added: bool | None = None
+    role: str | None = None
+
+
+class ConversationSummary(Struct, kw_only=True, omit_defaults=True):
+    """One of a user's conversations as a list shows it."""
+
+    channel: str
+    kind: str
+    role: str
+    last_seq: int
+    unread: int
+    title: str | None = None
+    last_message_at: str | None = None
+    muted: bool = False
+
+
+class MemberState(Struct, kw_only=True):
+    """A conversation member and how far they have read (a read receipt for every seq up to
+    `last_read_seq`)."""
+
+    user_id: str
+    role: str
+    last_read_seq: int

@@ -50,8 +50,10 @@ def migration_files(sql_dirs: Path | list[Path] | None = None) -> list[Path]:
     """The migration files of `sql_dirs` in the order they are applied: by file name across
     every folder, so a realm's files may depend on core files with lower numbers. A name is
     the file's identity in gateway.schema_migrations and must be unique across folders."""
-    dirs = default_sql_dirs() if sql_dirs is None else (
-        [sql_dirs] if isinstance(sql_dirs, Path) else sql_dirs
+    dirs = (
+        default_sql_dirs()
+        if sql_dirs is None
+        else ([sql_dirs] if isinstance(sql_dirs, Path) else sql_dirs)
     )
     files: dict[str, Path] = {}
     for folder in dirs:

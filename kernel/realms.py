@@ -72,10 +72,10 @@ class Realm:
             try:
                 return str(uuid.UUID(raw))
             except ValueError:
-                raise Unauthorized(f"token subject is not a {self.name} user id") from None
+                raise Unauthorized("token subject is not a user id") from None
         if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_BIGINT:
             return str(int(raw))
-        raise Unauthorized(f"token subject is not a {self.name} user id")
+        raise Unauthorized("token subject is not a user id")
 
     def user_id_value(self, user_id: str) -> uuid.UUID | int:
         """A canonical user id as the database driver wants it for this realm's id type."""

@@ -20,7 +20,6 @@ from kernel.errors import TokenExpired, Unauthorized
 from kernel.realms import REALM_NAME
 
 
-
 class AccessClaims(msgspec.Struct, frozen=True):
     sub: str
     realm: str

@@ -37,6 +37,9 @@ class UserNamespace:
     def chat(self) -> ChatStore | None:
         return None
 
+    def conversations(self) -> None:
+        return None
+
     async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
         return None
 

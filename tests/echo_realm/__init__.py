@@ -1,6 +1,7 @@
 """A test-only realm, `echo`, defined outside realms/ to prove that a realm plugs in without
 an edit to gateway/, api/ or workers/: its own schema (BIGINT user ids), one namespace
-(`echo.room:<id>`), one route (GET /v1/echo/rooms), one job (`echo_purge`).
+(`echo.room:<id>`), one route (GET /v1/echo/rooms), one job (`echo_purge`); and the core's
+conversations (`echo.direct:`, `echo.group:`, `echo.support:`), whose seed would have none.
 Enabled with SWITCHBOARD_REALMS=analyst,tests.echo_realm."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp import web
 from msgspec import Struct
 
 from kernel.conversation import Namespace, NamespaceContext
+from kernel.conversations import conversation_namespaces
 from kernel.jobs import Clock, Daily, Job
 from kernel.realms import Realm
 from kernel.web.auth import caller
@@ -50,7 +52,8 @@ async def purge_old_messages(conn: asyncpg.Connection, clock: Clock) -> int:
 
 
 def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
-    return [EchoRooms(context.pool, context.publish)]
+    # its rooms, and the core's direct, group and support conversations
+    return [EchoRooms(context.pool, context.publish), *conversation_namespaces(REALM, context)]
 
 
 REALM = Realm(

@@ -9,6 +9,7 @@ import asyncpg
 from kernel.conversation import (
     ChatStore,
     Committed,
+    Draft,
     Membership,
     Principal,
     Publish,
@@ -72,6 +73,9 @@ class EchoRooms:
     def chat(self) -> ChatStore:
         return self
 
+    def conversations(self) -> None:
+        return None
+
     async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
         return None
 
@@ -95,16 +99,11 @@ class EchoRooms:
             client_id=row["client_id"],
         )
 
-    async def append(
-        self,
-        principal: Principal,
-        membership: Membership,
-        text: str,
-        type_: str,
-        reply_to: uuid.UUID | None,
-        client_id: str | None,
-        attachment_url: str | None,
-    ) -> Committed:
+    async def append(self, principal: Principal, membership: Membership, draft: Draft) -> Committed:
+        text, type_, reply_to = draft.text, draft.type, draft.reply_to
+        client_id, attachment_url = draft.client_id, draft.attachment_url
+        if draft.attachment is not None or draft.mentions:
+            raise BadRequest("this channel takes `attachment_url`, not attachments or mentions")
         if type_ != "text" or reply_to is not None or attachment_url is not None:
             raise BadRequest(UNSUPPORTED)
         channel = membership.channel

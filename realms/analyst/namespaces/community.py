@@ -91,6 +91,9 @@ class CommunityNamespace:
     def chat(self) -> ChatStore:
         return self._messages
 
+    def conversations(self) -> None:
+        return None
+
     async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
         await conn.execute(
             "UPDATE analyst.chat_channels SET active_members_count = $2"

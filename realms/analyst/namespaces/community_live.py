@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from kernel.conversation import ChatStore, Committed, Membership, Principal, Publish, SequenceSource
+from kernel.conversation import (
+    ChatStore,
+    Committed,
+    Draft,
+    Membership,
+    Principal,
+    Publish,
+    SequenceSource,
+)
 from kernel.errors import BadRequest, Forbidden
 from kernel.messages import LiveMessage, Message, json_encoder
 from realms.analyst.namespaces.community import CommunityNamespace
@@ -32,16 +40,11 @@ class LiveMessages:
     def __init__(self, publish: Publish) -> None:
         self._publish = publish
 
-    async def append(
-        self,
-        principal: Principal,
-        membership: Membership,
-        text: str,
-        type_: str,
-        reply_to: uuid.UUID | None,
-        client_id: str | None,
-        attachment_url: str | None,
-    ) -> Committed:
+    async def append(self, principal: Principal, membership: Membership, draft: Draft) -> Committed:
+        text, type_, reply_to = draft.text, draft.type, draft.reply_to
+        client_id, attachment_url = draft.client_id, draft.attachment_url
+        if draft.attachment is not None or draft.mentions:
+            raise BadRequest("this channel takes `attachment_url`, not attachments or mentions")
         if reply_to is not None:
             raise BadRequest("a live message cannot reply: there is no stored message to name")
         message = LiveMessage(
@@ -127,6 +130,9 @@ class CommunityLiveNamespace:
 
     def chat(self) -> ChatStore:
         return self._live
+
+    def conversations(self) -> None:
+        return None
 
     async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
         return None

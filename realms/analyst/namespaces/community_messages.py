@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from kernel.conversation import Committed, Membership, Principal, Publish
+from kernel.conversation import Committed, Draft, Membership, Principal, Publish
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
@@ -20,6 +20,10 @@ log = EventLog("gateway.community")
 
 _COLUMNS = """id, seq, user_id, message, message_type, created_at, reply_to_message_id,
               client_id, attachment_url, is_deleted, is_pinned, edited_at"""
+
+
+# analyst.chat_messages.message_type's CHECK (seed 000)
+ROOM_MESSAGE_TYPES = ("text", "image", "file", "system")
 
 
 class _Pending(msgspec.Struct, frozen=True):
@@ -85,26 +89,23 @@ class CommunityMessages:
 
     # --- append (group commit) --------------------------------------------------------------
 
-    async def append(
-        self,
-        principal: Principal,
-        membership: Membership,
-        text: str,
-        type_: str,
-        reply_to: uuid.UUID | None,
-        client_id: str | None,
-        attachment_url: str | None,
-    ) -> Committed:
+    async def append(self, principal: Principal, membership: Membership, draft: Draft) -> Committed:
+        if draft.type not in ROOM_MESSAGE_TYPES:
+            raise BadRequest(f"community channels keep {', '.join(ROOM_MESSAGE_TYPES)} messages")
+        if draft.attachment is not None or draft.mentions:
+            raise BadRequest(
+                "community channels take `attachment_url`, not attachments or mentions"
+            )
         result = await self._appends.submit(
             _Pending(
                 membership.channel,
                 _key(membership.channel),
                 principal.user_id,
-                text,
-                type_,
-                reply_to,
-                client_id,
-                attachment_url,
+                draft.text,
+                draft.type,
+                draft.reply_to,
+                draft.client_id,
+                draft.attachment_url,
             )
         )
         assert isinstance(result, Committed)  # refusals were raised by submit()
