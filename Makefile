@@ -1,5 +1,6 @@
 # The two commands: `make run` and `make test`. Everything else is a convenience.
-.PHONY: run test lint loadtest bench clean
+# Each target installs into .venv the extras it needs, at the versions in constraints-dev.txt.
+.PHONY: run test lint constraints loadtest bench race clean
 
 run:
 	@bash scripts/run.sh
@@ -7,23 +8,30 @@ run:
 test:
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
+# ruff (lint and format) and mypy, pinned: the same findings on every clone and in CI.
+# All three run (every finding in one go); any finding fails the target.
 lint:
-	@bash -c 'source scripts/lib.sh && ensure_venv && cd "$$ROOT" && ruff check . && ruff format --check . && mypy'
+	@bash -c 'source scripts/lib.sh && ensure_venv dev && cd "$$ROOT" && rc=0 && \
+	  { ruff check . || rc=1; } && { ruff format --check . || rc=1; } && { mypy || rc=1; } && exit $$rc'
+
+# Refresh constraints-dev.txt to the newest versions pyproject.toml allows (then lint, test, commit).
+constraints:
+	@bash -c 'source scripts/lib.sh && write_constraints'
 
 clean:
 	@bash -c 'source scripts/lib.sh && stop_private_postgres pg; stop_private_postgres pg-test; rm -rf var'
 
 # Benchmarks (not tests): figures go to loadtests/results/ and docs/benchmarks.md.
+# bench_notifications uses the test fakes (aiosmtpd), hence the test extra.
 bench:
-	@bash scripts/bench.sh
+	@SB_EXTRAS=test bash scripts/bench.sh
 
 # Locust against a running stack (`make run` in another terminal, seeded first: see
 # docs/loadtesting.md): loadtests/results/locust_*.csv and locust.html.
 loadtest:
-	@bash scripts/loadtest.sh $(LOADTEST_ARGS)
+	@SB_EXTRAS=loadtest bash scripts/loadtest.sh $(LOADTEST_ARGS)
 
 # Side by side against python-socketio and Node socket.io (installs them for the run only):
 # loadtests/results/race.json and docs/race.md.
-.PHONY: race
 race:
-	@bash scripts/race.sh
+	@SB_EXTRAS= bash scripts/race.sh

@@ -2,7 +2,7 @@
 # `make run`: install what is missing, start Postgres, migrate, run the Procfile. Ctrl-C stops all.
 source "$(dirname "$0")/lib.sh"
 ensure_system_packages
-ensure_venv
+ensure_venv run
 ensure_secret
 started_pg=0
 if [ -z "${DATABASE_URL:-}" ]; then

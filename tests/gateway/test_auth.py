@@ -163,7 +163,7 @@ async def _bad_token(kind: str, db: asyncpg.Connection, secret: str) -> str:
         case "soft_deleted_user":
             return token_for(secret, await make_user(db, deleted_at=datetime.now(UTC)))
         case "realm_not_served":
-            return token_for(secret, user, realm="academy")
+            return token_for(secret, user, realm="nowhere")
         case "expired":
             return token_for(secret, user, ttl=-1)
     raise AssertionError(kind)
@@ -178,7 +178,7 @@ BAD_TOKENS = {  # kind -> the documented refusal message
     "subject_not_a_uuid": "token subject is not a user id",
     "inactive_user": "user is not active",
     "soft_deleted_user": "user does not exist",
-    "realm_not_served": "realm 'academy' is not served by this gateway",
+    "realm_not_served": "realm 'nowhere' is not served here",
     "expired": "token has expired",
 }
 
