@@ -98,7 +98,7 @@ def test_no_import_circle_inside_a_package(package: str) -> None:
 
     def visit(module: str) -> None:
         if module in on_path:
-            circle = on_path[on_path.index(module) :] + [module]
+            circle = [*on_path[on_path.index(module) :], module]
             raise AssertionError("import circle: " + " -> ".join(circle))
         if module in seen:
             return
