@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api import openapi
+from api import openapi, server_api
 from api.mount import MOUNTED, mount_core, mount_realm
 from api.routes import health, jobs
 from kernel.config import Settings
@@ -46,7 +46,7 @@ def create_app(
     for key, value in (resources or {}).items():
         app[key] = value
     app.cleanup_ctx.append(_database)
-    mount_core(app, [health.routes, openapi.routes, jobs.routes])
+    mount_core(app, [health.routes, openapi.routes, jobs.routes, server_api.routes])
     for realm in app[REALMS]:
         mount_realm(app, realm)
     return app

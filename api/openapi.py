@@ -49,9 +49,7 @@ _REASONS = {
 }
 
 
-def _operation(
-    spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]
-) -> dict[str, Any]:
+def _operation(spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": spec.summary,
         "tags": [spec.tag],
@@ -103,6 +101,7 @@ def _operation(
     op["responses"] = responses
     if spec.auth:
         op["security"] = [{"bearer": []}]
+    op.update(spec.extra)
     return op
 
 
@@ -165,7 +164,8 @@ def build_document(mounted: list[Mounted]) -> dict[str, Any]:
         "components": {
             "schemas": {**components, "Error": _ERROR_SCHEMA},
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "serverKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
             },
         },
     }

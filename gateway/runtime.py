@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -24,11 +25,27 @@ from gateway.session import Session
 from kernel.config import Settings
 from kernel.conversation import ChatStore, Namespace, NamespaceContext, NamespaceRegistry
 from kernel.db import connect, create_pool
+from kernel.errors import SwitchboardError
 from kernel.logs import EventLog
 from kernel.realms import Realms, enabled_realms
 
 log = EventLog("gateway")
 MEMBERSHIP_CHANNEL = "sb_membership"
+SERVER_CHANNEL = "sb_server"  # the server API: publish, disconnect
+CLOSE_DISCONNECTED = 4003
+
+
+class ServerNotice(msgspec.Struct, frozen=True, kw_only=True):
+    op: str
+    channel: str | None = None
+    name: str | None = None
+    data: dict[str, Any] | None = None
+    realm: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+_server_notice = msgspec.json.Decoder(ServerNotice)
 
 
 class Gateway:
@@ -90,6 +107,7 @@ class Gateway:
         await self.presence.start(self._recount)
         self._listener = await connect(s.database_url, application_name="switchboard-listen")
         await self._listener.add_listener(MEMBERSHIP_CHANNEL, self._on_notice)
+        await self._listener.add_listener(SERVER_CHANNEL, self._on_server)
         self.notifications = NotificationRelay(self)
         await self.notifications.start()
         log.info("started", node=self.presence.node_id, bus=type(self.bus).__name__)
@@ -171,8 +189,37 @@ class Gateway:
                 targets = list(self.sessions.get(stream, ()))
         else:
             targets = [s for group in self.sessions.values() for s in group]
+        if notice.get("kind") == "revoke":
+            for session in targets:
+                if notice.get("channel") in session.joined:
+                    self._spawn(
+                        session.leave(notice["channel"], reason="membership revoked by the server")
+                    )
+            return
         for session in targets:
             self._spawn(session.recheck(notice))
+
+    def _on_server(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            notice = _server_notice.decode(payload)
+        except msgspec.DecodeError:
+            log.error("bad_server_notice", payload=payload[:200])
+            return
+        if notice.op == "publish" and notice.channel is not None:
+            try:
+                _, _, channel = self.namespaces.resolve(notice.channel)
+            except SwitchboardError as exc:
+                log.info("server_publish_dropped", channel=notice.channel, reason=exc.message)
+                return
+            event = Event(channel=channel, kind="server", name=notice.name, data=notice.data)
+            self.hub.on_bus(channel, 0, time.time(), json_encoder.encode(event))
+        elif notice.op == "disconnect" and notice.realm and notice.user_id:
+            if notice.realm not in self.realms:
+                return
+            stream = self.realms.get(notice.realm).user_stream(notice.user_id)
+            for session in list(self.sessions.get(stream, ())):
+                if notice.session_id in (None, session.session_id):
+                    session.kick(CLOSE_DISCONNECTED, "disconnected by the server")
 
     async def _recount(self, channels: list[str]) -> None:
         for channel in channels:

@@ -132,6 +132,7 @@ class GatewayServer:
         self.gateway.register(session)
         expiry = _ExpiryWatch(ws, session, self.settings.gateway_refresh_grace_s)
         session.on_refresh.append(expiry.arm)
+        session.kick = lambda code, reason: self._kick(ws, code, reason)
         try:
             s = self.settings
             session.write(
@@ -267,6 +268,9 @@ class GatewayServer:
                 )
             if reply is not None:
                 session.write(reply)
+
+    def _kick(self, ws: ServerConnection, code: int, reason: str) -> None:
+        asyncio.get_running_loop().create_task(ws.close(code, reason))
 
     def _close_slow(self, ws: ServerConnection) -> None:
         self.gateway.metrics.slow_consumers.inc()

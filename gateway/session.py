@@ -66,6 +66,8 @@ class Session:
         self.joined: dict[str, Membership] = {}
         self._typing_at: dict[str, float] = {}
         self.on_refresh: list[Callable[[], None]] = []
+        # closes the socket with (code, reason); the socket layer sets it
+        self.kick: Callable[[int, str], None] = lambda _code, _reason: None
         # channel -> the timer that re-checks the membership when its entitlement lapses
         self._lapse_timers: dict[str, asyncio.TimerHandle] = {}
         self._lapse_checks: set[asyncio.Task[None]] = set()

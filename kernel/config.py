@@ -53,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     razorpay_payout_account: str | None = None
     razorpay_payout_mode: str = "IMPS"
     subscription_expiring_days: int = 3
+    # Trusted backends call the server API (/v1/server/...) with this key; unset: disabled.
+    server_api_key: str | None = None
 
 
 # variable name -> (field, parser); the README's Configuration table lists the same names.
@@ -97,6 +99,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "RAZORPAY_PAYOUT_ACCOUNT": ("razorpay_payout_account", str),
     "RAZORPAY_PAYOUT_MODE": ("razorpay_payout_mode", str),
     "SUBSCRIPTION_EXPIRING_DAYS": ("subscription_expiring_days", int),
+    "SERVER_API_KEY": ("server_api_key", str),
 }
 
 # Delivery concurrency per worker process (docs/notifications.md, "Throughput").
@@ -130,6 +133,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         count = values.get(field)
         if isinstance(count, int) and not 1 <= count <= 1000:
             raise ConfigError(f"{name} must be between 1 and 1000")
+    key = values.get("server_api_key")
+    if isinstance(key, str) and len(key) < 32:
+        raise ConfigError("SERVER_API_KEY must be at least 32 characters")
     days = values.get("subscription_expiring_days")
     if isinstance(days, int) and days < 1:
         raise ConfigError("SUBSCRIPTION_EXPIRING_DAYS must be at least 1")

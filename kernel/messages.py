@@ -4,7 +4,7 @@ from their own tables; the gateway writes them to sockets; REST history returns 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
@@ -80,6 +80,9 @@ class Event(ServerFrame, tag="event"):
     emoji: str | None = None
     added: bool | None = None
     role: str | None = None
+    # kind "server": an event a trusted backend published (POST /v1/server/publish)
+    name: str | None = None
+    data: dict[str, Any] | None = None
 
 
 class ConversationSummary(Struct, kw_only=True, omit_defaults=True):

@@ -67,11 +67,15 @@ def endpoint(
     status: int = 200,
     auth: bool = True,
     errors: tuple[int, ...] = (),
+    extra: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Declare a route. The handler is called as handler(request, body=..., query=...) with
     the decoded Structs (only those declared) and returns a Struct, a list, None, or a Response.
+    `extra` is merged into the operation's OpenAPI object (e.g. its `security`).
     """
-    spec = Endpoint(method, path, summary, tag, body, query, response, status, auth, errors)
+    spec = Endpoint(
+        method, path, summary, tag, body, query, response, status, auth, errors, extra or {}
+    )
     body_decoder: msgspec.json.Decoder[Any] | None = msgspec.json.Decoder(body) if body else None
 
     def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
