@@ -33,6 +33,9 @@ log = EventLog("gateway")
 MEMBERSHIP_CHANNEL = "sb_membership"
 SERVER_CHANNEL = "sb_server"  # the server API: publish, disconnect
 CLOSE_DISCONNECTED = 4003
+CLOSE_ACCOUNT_DISABLED = 4004
+# Events a database trigger may have every gateway deliver (op "event" on sb_server).
+TRIGGERED_EVENTS = frozenset({"deleted"})
 
 
 class ServerNotice(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +46,11 @@ class ServerNotice(msgspec.Struct, frozen=True, kw_only=True):
     realm: str | None = None
     user_id: str | None = None
     session_id: str | None = None
+    kind: str | None = None
+    id: str | None = None
+    by: str | None = None
+    reason: str | None = None
+    seq: int | None = None
 
 
 _server_notice = msgspec.json.Decoder(ServerNotice)
@@ -189,6 +197,12 @@ class Gateway:
                 targets = list(self.sessions.get(stream, ()))
         else:
             targets = [s for group in self.sessions.values() for s in group]
+        if notice.get("kind") == "account":  # deactivated, banned, deleted: no socket stays
+            reason = notice.get("reason", "account disabled")
+            for session in targets:
+                session.kick(CLOSE_ACCOUNT_DISABLED, reason)
+            log.info("account_disabled", user=notice.get("user_id"), sockets=len(targets))
+            return
         if notice.get("kind") == "revoke":
             for session in targets:
                 if notice.get("channel") in session.joined:
@@ -213,6 +227,16 @@ class Gateway:
                 return
             event = Event(channel=channel, kind="server", name=notice.name, data=notice.data)
             self.hub.on_bus(channel, 0, time.time(), json_encoder.encode(event))
+        elif notice.op == "event" and notice.kind in TRIGGERED_EVENTS and notice.channel:
+            event = Event(
+                channel=notice.channel,
+                kind=notice.kind,
+                id=notice.id,
+                by=notice.by,
+                reason=notice.reason,
+                seq=notice.seq,
+            )
+            self.hub.on_bus(notice.channel, 0, time.time(), json_encoder.encode(event))
         elif notice.op == "disconnect" and notice.realm and notice.user_id:
             if notice.realm not in self.realms:
                 return
