@@ -62,8 +62,8 @@ REALM = Realm(
     user_id_type="uuid",
     sql_dir=Path(__file__).resolve().parent / "sql",
     user_lookup_sql=(
-        "SELECT user_type, is_active AND deleted_at IS NULL AS active"
-        " FROM analyst.users WHERE id = $1"
+        "SELECT user_type, is_active AS active FROM analyst.users"
+        " WHERE id = $1 AND deleted_at IS NULL"
     ),
     routes=_routes,
     api_setup=_api_setup,

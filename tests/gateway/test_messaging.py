@@ -291,7 +291,7 @@ async def test_read_position_is_stored_monotonic_and_announced(
     stored = await db.fetchval(
         "SELECT last_read_seq FROM gateway.channel_reads WHERE channel = $1 AND user_id = $2",
         world.room,
-        world.other_member,
+        str(world.other_member),
     )
     assert stored == 2
 

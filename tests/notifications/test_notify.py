@@ -299,7 +299,7 @@ async def test_notify_wakes_the_gateway_and_the_workers(dsn: str, db: asyncpg.Co
     assert len(heard["sb_delivery"]) == 1  # one per statement, not per job
 
 
-async def test_a_hundred_thousand_recipients_take_seconds(db: asyncpg.Connection) -> None:
+async def test_a_hundred_thousand_recipients_in_one_call_each_once(db: asyncpg.Connection) -> None:
     await db.execute(
         """INSERT INTO analyst.users (email, password_hash, user_type, email_verified)
            SELECT 'bulk' || g || '@example.com', 'x', 'trader', true
@@ -319,10 +319,9 @@ async def test_a_hundred_thousand_recipients_take_seconds(db: asyncpg.Connection
     print(f"notify() to {created} recipients (+{2 * created} jobs): {elapsed:.2f} s")
     assert created == 100_000
     assert await db.fetchval("SELECT count(*) FROM gateway.notification_deliveries") == 200_000
-    assert elapsed < 20, elapsed  # about 3-4 s on the 2-core development machine
-    started = time.perf_counter()
+    # Speed is measured by loadtests/bench_notifications.py, never asserted here.
     assert await notify(db, event_key="bulk", recipients=ids, notification_type="new_post") == 0
-    assert time.perf_counter() - started < 10
+    assert await db.fetchval("SELECT count(*) FROM gateway.notification_deliveries") == 200_000
 
 
 async def test_read_notifications_still_archive_with_the_new_column(
