@@ -27,7 +27,9 @@ JSON_SUBPROTOCOL = "switchboard.v1.json"
 MSGPACK_SUBPROTOCOL = "switchboard.v1.msgpack"
 
 MAX_TEXT = 2000
-Ref = int | Annotated[str, Meta(max_length=64)] | None
+# A ref is echoed back as given: an integer any client language holds exactly (|n| ≤ 2**53),
+# or a short string. A larger integer is a bad request, not an encoder overflow later.
+Ref = Annotated[int, Meta(ge=-(2**53), le=2**53)] | Annotated[str, Meta(max_length=64)] | None
 ChannelName = Annotated[
     str, Meta(pattern=r"^[a-z][a-z.]{0,31}:[A-Za-z0-9-]{1,64}$", max_length=100)
 ]
@@ -308,10 +310,14 @@ def probe_ref(data: bytes | str, *, binary: bool) -> Ref:
     raw = data.encode() if isinstance(data, str) else data
     try:
         probe = (_msgpack_probe if binary else _json_probe).decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     ref = probe.ref
-    return ref if isinstance(ref, int) or (isinstance(ref, str) and len(ref) <= 64) else None
+    if isinstance(ref, bool):
+        return None
+    if isinstance(ref, int):
+        return ref if -(2**53) <= ref <= 2**53 else None
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
 
 
 def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
@@ -325,6 +331,8 @@ def decode_client_frame(data: bytes | str, *, binary: bool) -> AnyClientFrame:
         error = BadRequest(_explain(exc))
         error.details["ref"] = probe_ref(data, binary=binary)
         raise error from None
+    except RecursionError:  # nesting deeper than the decoder goes: refused, never a crash
+        raise BadRequest("frame is nested too deeply") from None
 
 
 def encode(frame: ServerFrame, *, binary: bool) -> bytes:

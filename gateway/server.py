@@ -42,6 +42,7 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOKEN_EXPIRED = 4002
 HARD_MAX_FRAME = 1 << 20
 STRIKES_BEFORE_CLOSE = 50
+RETRY_AFTER_UNAVAILABLE_MS = 1000
 
 
 def _text(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> Response:
@@ -264,7 +265,19 @@ class GatewayServer:
                 log.error("frame_failed", session=session.session_id, error=repr(exc))
                 metrics.errors.labels("unavailable").inc()
                 reply = p.Error(
-                    code="unavailable", message="storage is unavailable; retry", ref=ref
+                    code="unavailable",
+                    message="storage is unavailable; retry (sends with their client_id)",
+                    ref=ref,
+                    retry_after_ms=RETRY_AFTER_UNAVAILABLE_MS,
+                )
+            except Exception:  # a defect, not the client's fault: this frame fails, not the socket
+                log.exception("frame_crashed", session=session.session_id)
+                metrics.errors.labels("unavailable").inc()
+                reply = p.Error(
+                    code="unavailable",
+                    message="the server failed on this frame; retry",
+                    ref=ref,
+                    retry_after_ms=RETRY_AFTER_UNAVAILABLE_MS,
                 )
             if reply is not None:
                 session.write(reply)
