@@ -8,7 +8,7 @@ from typing import Protocol
 import asyncpg
 
 from kernel.conversation import Principal
-from kernel.errors import BadRequest, NotFound, Unauthorized
+from kernel.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from kernel.realms import Realm
 
 STAFF_TYPES = frozenset({"admin", "staff", "support", "moderator"})
@@ -27,6 +27,11 @@ class ConversationPolicy(Protocol):
         """Raise Forbidden / NotFound when `principal` may not put `users` in a group."""
         ...
 
+    async def check_support_target(self, principal: Principal, target: str) -> None:
+        """Raise Forbidden / NotFound unless `target` may answer `principal`'s support
+        conversation by name (besides the staff queue)."""
+        ...
+
 
 class OpenPolicy:
     """Any active user of the realm may talk to, or add to a group, any other active user;
@@ -42,15 +47,23 @@ class OpenPolicy:
     async def check_direct(self, principal: Principal, peer: str) -> None:
         await self.check_members(principal, [peer])
 
-    async def check_members(self, principal: Principal, users: list[str]) -> None:
+    async def check_support_target(self, principal: Principal, target: str) -> None:
+        if await self._user_type(target) not in STAFF_TYPES:
+            raise Forbidden(f"user {target} does not answer support")
+
+    async def _user_type(self, user: str) -> str:
         sql = self._realm.user_lookup_sql
         if sql is None:
             raise NotFound(f"realm {self._realm.name!r} has no users")
+        try:
+            value = self._realm.user_id_value(self._realm.parse_user_id(user))
+        except Unauthorized:
+            raise BadRequest(f"{user!r} is not a {self._realm.name} user id") from None
+        row = await self._pool.fetchrow(sql, value)
+        if row is None or not row["active"]:
+            raise NotFound(f"user {user} does not exist")
+        return str(row["user_type"])
+
+    async def check_members(self, principal: Principal, users: list[str]) -> None:
         for user in users:
-            try:
-                value = self._realm.user_id_value(self._realm.parse_user_id(user))
-            except Unauthorized:
-                raise BadRequest(f"{user!r} is not a {self._realm.name} user id") from None
-            row = await self._pool.fetchrow(sql, value)
-            if row is None or not row["active"]:
-                raise NotFound(f"user {user} does not exist")
+            await self._user_type(user)

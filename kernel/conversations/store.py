@@ -14,7 +14,7 @@ import msgspec
 
 from kernel.conversation import Committed, Draft, Membership, Principal, Publish
 from kernel.conversations.policy import ConversationPolicy
-from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
 from kernel.messages import (
@@ -95,6 +95,12 @@ class ConversationStore:
     def channel(self, kind: str, conversation_id: uuid.UUID | str) -> str:
         return f"{self._realm.name}.{kind}:{conversation_id}"
 
+    def _peer(self, raw: str) -> str:
+        try:
+            return self._realm.parse_user_id(raw)
+        except Unauthorized:
+            raise BadRequest(f"{raw!r} is not a {self._realm.name} user id") from None
+
     async def drain(self) -> None:
         await self._appends.drain()
 
@@ -146,7 +152,7 @@ class ConversationStore:
         if kind == "direct":
             if peer is None or members is not None or title is not None:
                 raise BadRequest("a direct conversation takes `with` (one user) and nothing else")
-            peer = self._realm.parse_user_id(peer) if peer.isascii() else peer
+            peer = self._peer(peer)
             if peer == me:
                 raise BadRequest("a direct conversation is with someone else")
             await self._policy.check_direct(principal, peer)
@@ -164,9 +170,16 @@ class ConversationStore:
             roles = {me: "admin", **{m: "member" for m in others}}
             direct_key = None
         else:
-            if peer is not None or members is not None:
-                raise BadRequest("a support conversation takes only a `title`")
+            if members is not None:
+                raise BadRequest("a support conversation takes a `title` and `with` (optional)")
             added, roles, direct_key = [me], {me: "member"}, None
+            if peer is not None:  # asked of someone by name, besides the staff queue
+                peer = self._peer(peer)
+                if peer == me:
+                    raise BadRequest("support is asked of someone else")
+                await self._policy.check_support_target(principal, peer)
+                added.append(peer)
+                roles[peer] = "staff"
         async with self._pool.acquire() as conn, conn.transaction():
             conversation_id = await conn.fetchval(
                 "INSERT INTO gateway.conversations (realm, kind, title, created_by, direct_key)"

@@ -3,7 +3,11 @@
 A user may join when the channel is active, not archived and not deleted, and either the
 channel needs no subscription, or the user holds an active subscription to the channel's
 analyst whose tier has chat_access and is at least `minimum_tier_required` by tier_order.
-The channel's analyst and admins may always join (and are not counted against max_members).
+`channel_type` 'premium' always needs that subscription; 'support' channels are not rooms
+(a trader talks to staff in a support conversation). The channel's analyst and admins may
+always join (and are not counted against max_members). max_members limits concurrent
+participants: distinct users connected to the room, on every gateway process (the ledger
+in gateway.live_members, under the channel's row lock).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from kernel.errors import Forbidden, NotFound
 from realms.analyst.namespaces.community_messages import CommunityMessages
 
 _GATE = """
-SELECT c.analyst_id, c.is_active, c.is_archived, c.deleted_at, c.require_subscription,
+SELECT c.analyst_id, c.channel_type, c.is_active, c.is_archived, c.deleted_at,
+       c.require_subscription,
        c.max_members, c.is_rate_limited, c.message_rate_limit, mt.tier_name AS min_tier,
        e.entitled, e.entitled_until
   FROM analyst.chat_channels c
@@ -65,16 +70,24 @@ class CommunityNamespace:
         if row["is_archived"]:
             raise Forbidden("channel is archived")
         owner = str(row["analyst_id"])
+        # A premium channel is for subscribers whatever require_subscription says: of its
+        # minimum tier or above when it names one, else of any tier with chat access.
+        gated = row["require_subscription"] or row["channel_type"] == "premium"
         if owner == principal.user_id:
             role = "owner"
         elif principal.is_admin:
             role = "admin"
-        elif row["require_subscription"] and not row["entitled"]:
+        elif row["channel_type"] == "support":
+            raise Forbidden(
+                "support channels are one to one: open a support conversation"
+                " (`create` with kind `support`) instead"
+            )
+        elif gated and not row["entitled"]:
             tier = f" at tier {row['min_tier']!r} or above" if row["min_tier"] else ""
             raise Forbidden(f"joining needs an active subscription with chat access{tier}")
         else:
             role = "member"
-        entitled = role == "member" and row["require_subscription"]
+        entitled = role == "member" and gated
         until = row["entitled_until"] if entitled else None
         return Membership(
             channel=channel,
