@@ -23,7 +23,7 @@ import msgspec
 from gateway.ports import RelayHost
 from gateway.protocol import Event, Notification, json_encoder
 from kernel import inbox
-from kernel.db import connect
+from kernel.listen import Listener
 from kernel.logs import EventLog
 
 log = EventLog("gateway.notifications")
@@ -70,32 +70,26 @@ def notification_frame(row: asyncpg.Record, *, missed: bool = False) -> Notifica
 
 
 class NotificationRelay:
-    """Hears new and read notifications and tells local sockets. `start()`, then `close()`."""
+    """Hears new and read notifications and tells local sockets. `attach()`, then `close()`."""
 
     def __init__(self, gateway: RelayHost) -> None:
         self._gateway = gateway
         self._created: list[str] = []
         self._read: list[_Read] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._listen_task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
         self.delivered = 0
 
-    async def start(self) -> None:
-        """Return once listening (so nothing committed after start is missed)."""
-        self._listen_task = asyncio.create_task(self._listen(), name="notification-listen")
-        ready = asyncio.ensure_future(self._ready.wait())
-        await asyncio.wait([ready, self._listen_task], return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()
-        if self._listen_task.done():
-            self._listen_task.result()
+    def attach(self, listener: Listener) -> None:
+        """Hear new and read notifications on the process's shared listener. A NOTIFY missed
+        while it reconnects is covered by what a client gets on its next connect."""
+        listener.on(NOTIFICATION_CHANNEL, self._on_created)
+        listener.on(READ_CHANNEL, self._on_read)
 
     async def close(self) -> None:
-        for task in (self._listen_task, self._flushing):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
 
     async def missed(self, user_id: str) -> tuple[int, list[Notification]]:
         """What a socket gets on connect: the unread count and the newest unread
@@ -105,31 +99,6 @@ class NotificationRelay:
         return unread, [notification_frame(row, missed=True) for row in rows]
 
     # --- listening ----------------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        dsn = self._gateway.settings.database_url
-        delay = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await connect(dsn, application_name="switchboard-notifications")
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(NOTIFICATION_CHANNEL, self._on_created)
-                await conn.add_listener(READ_CHANNEL, self._on_read)
-                self._ready.set()
-                delay = 0.5
-                await lost.wait()
-                log.warning("listen_connection_lost")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if not self._ready.is_set():
-                    raise
-                log.error("listen_failed", error=repr(exc))
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
     def _on_created(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:

@@ -24,8 +24,9 @@ from gateway.ratelimit import ChatRateLimiter, MemoryChatRateLimiter, RedisChatR
 from gateway.session import Session
 from kernel.config import Settings
 from kernel.conversation import ChatStore, Namespace, NamespaceContext, NamespaceRegistry
-from kernel.db import connect, create_pool
+from kernel.db import create_pool
 from kernel.errors import SwitchboardError
+from kernel.listen import Listener
 from kernel.logs import EventLog
 from kernel.realms import Realms, enabled_realms
 
@@ -79,7 +80,7 @@ class Gateway:
         self.sessions: dict[str, set[Session]] = defaultdict(set)
         self._stores: list[ChatStore] = []
         self._redis: aioredis.Redis | None = None
-        self._listener: asyncpg.Connection | None = None
+        self.listener: Listener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -113,16 +114,20 @@ class Gateway:
             node_ttl_s=s.gateway_node_ttl_s,
         )
         await self.presence.start(self._recount)
-        self._listener = await connect(s.database_url, application_name="switchboard-listen")
-        await self._listener.add_listener(MEMBERSHIP_CHANNEL, self._on_notice)
-        await self._listener.add_listener(SERVER_CHANNEL, self._on_server)
+        # One reconnecting LISTEN for every feature; after a reconnection every membership is
+        # re-checked, since changes announced while it was deaf are never replayed.
+        self.listener = Listener(s.database_url, "switchboard-listen")
+        self.listener.on(MEMBERSHIP_CHANNEL, self._on_notice)
+        self.listener.on(SERVER_CHANNEL, self._on_server)
+        self.listener.on_resync(self._revalidate_all)
         self.notifications = NotificationRelay(self)
-        await self.notifications.start()
+        self.notifications.attach(self.listener)
+        await self.listener.start()
         log.info("started", node=self.presence.node_id, bus=type(self.bus).__name__)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
+        if self.listener is not None:
+            await self.listener.close()
         await self.notifications.close()
         for store in self._stores:
             await store.close()
@@ -244,6 +249,13 @@ class Gateway:
             for session in list(self.sessions.get(stream, ())):
                 if notice.session_id in (None, session.session_id):
                     session.kick(CLOSE_DISCONNECTED, "disconnected by the server")
+
+    async def _revalidate_all(self) -> None:
+        """Re-authorise every joined channel of every local socket (after the listener was
+        deaf); a membership lost meanwhile is removed as if its notice had arrived."""
+        sessions = [s for group in self.sessions.values() for s in group]
+        await asyncio.gather(*(s.revalidate() for s in sessions), return_exceptions=True)
+        log.info("memberships_revalidated", sessions=len(sessions))
 
     async def _recount(self, channels: list[str]) -> None:
         for channel in channels:

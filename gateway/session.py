@@ -294,11 +294,18 @@ class Session:
                 p.Event(channel=channel, kind="left", user_id=self.principal.user_id)
             )
 
-    async def recheck(self, notice: dict[str, str]) -> None:
-        """A membership-relevant change happened: drop every channel no longer allowed."""
+    async def revalidate(self) -> None:
+        """Re-authorise every joined channel (changes may have been missed): drop the lost."""
+        await self.recheck(None)
+
+    async def recheck(self, notice: dict[str, str] | None) -> None:
+        """A membership-relevant change happened (None: any may have): drop every channel no
+        longer allowed."""
         for channel, membership in list(self.joined.items()):
             namespace, key = self._namespace(channel)
-            if not namespace.affected_by(notice, membership):
+            if membership.role == "self":
+                continue
+            if notice is not None and not namespace.affected_by(notice, membership):
                 continue
             try:
                 await namespace.authorize(self.principal, channel, key)
