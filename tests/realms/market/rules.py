@@ -1,0 +1,101 @@
+"""Rules of the market schema as data, shared by the catalog tests and the behaviour tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Every single-column foreign key: (table, column, parent table, ON DELETE action, keyword
+# arguments for the parent's factory so that it may be referenced there, e.g. a seller).
+# The readings behind the actions are in SCHEMA_NOTES.md: CASCADE where the row is part of
+# its parent, SET NULL where the reference only records who acted, NO ACTION otherwise
+# (soft deletes are the norm; financial rows are never cascaded away).
+FOREIGN_KEYS: list[tuple[str, str, str, str, dict[str, Any]]] = [
+    ("admin_roles", "user_id", "users", "cascade", {"role": "admin"}),
+    ("admin_roles", "granted_by", "users", "set null", {"role": "admin"}),
+    ("user_sessions", "user_id", "users", "cascade", {}),
+    ("user_addresses", "user_id", "users", "cascade", {}),
+    ("categories", "parent_id", "categories", "no action", {}),
+    ("products", "seller_id", "users", "no action", {"role": "seller"}),
+    ("products", "category_id", "categories", "no action", {}),
+    ("product_images", "product_id", "products", "cascade", {}),
+    ("product_variants", "product_id", "products", "cascade", {}),
+    ("product_attributes", "product_id", "products", "cascade", {}),
+    ("delivery_tariffs", "zone_id", "delivery_zones", "cascade", {}),
+    ("promo_codes", "created_by", "users", "no action", {}),
+    ("flash_sale_products", "flash_sale_id", "flash_sales", "cascade", {}),
+    ("flash_sale_products", "product_id", "products", "cascade", {}),
+    ("orders", "buyer_id", "users", "no action", {}),
+    ("orders", "seller_id", "users", "no action", {"role": "seller"}),
+    ("orders", "courier_id", "users", "no action", {"role": "courier"}),
+    ("orders", "promo_code_id", "promo_codes", "no action", {}),
+    ("orders", "delivery_address_id", "user_addresses", "no action", {}),
+    ("orders", "delivery_zone_id", "delivery_zones", "no action", {}),
+    ("orders", "cancelled_by", "users", "set null", {}),
+    ("order_items", "order_id", "orders", "cascade", {}),
+    ("order_items", "product_id", "products", "no action", {}),
+    ("order_items", "variant_id", "product_variants", "no action", {}),
+    ("order_status_history", "order_id", "orders", "cascade", {}),
+    ("order_status_history", "changed_by", "users", "set null", {}),
+    ("order_tracking", "order_id", "orders", "cascade", {}),
+    ("order_tracking", "courier_id", "users", "no action", {"role": "courier"}),
+    ("promo_code_usage", "promo_code_id", "promo_codes", "no action", {}),
+    ("promo_code_usage", "user_id", "users", "no action", {}),
+    ("promo_code_usage", "order_id", "orders", "no action", {}),
+    ("wallets", "user_id", "users", "no action", {}),
+    ("wallet_transactions", "wallet_id", "wallets", "no action", {}),
+    ("commissions", "order_id", "orders", "no action", {}),
+    ("commissions", "seller_id", "users", "no action", {"role": "seller"}),
+    ("bank_accounts", "user_id", "users", "no action", {"role": "seller"}),
+    ("payouts", "seller_id", "users", "no action", {"role": "seller"}),
+    ("payouts", "bank_account_id", "bank_accounts", "no action", {}),
+    ("stories", "user_id", "users", "no action", {}),
+    ("story_views", "story_id", "stories", "cascade", {}),
+    ("story_views", "viewer_id", "users", "cascade", {}),
+    ("reels", "user_id", "users", "no action", {}),
+    ("reel_likes", "reel_id", "reels", "cascade", {}),
+    ("reel_likes", "user_id", "users", "cascade", {}),
+    ("reel_comments", "reel_id", "reels", "cascade", {}),
+    ("reel_comments", "user_id", "users", "no action", {}),
+    ("reel_comments", "parent_id", "reel_comments", "cascade", {}),
+    ("subscriptions", "subscriber_id", "users", "cascade", {}),
+    ("subscriptions", "subscribed_to_id", "users", "cascade", {}),
+    ("chats", "created_by", "users", "no action", {}),
+    ("chat_participants", "chat_id", "chats", "cascade", {}),
+    ("chat_participants", "user_id", "users", "cascade", {}),
+    ("messages", "chat_id", "chats", "cascade", {}),
+    ("messages", "sender_id", "users", "no action", {}),
+    ("messages", "reply_to_id", "messages", "set null", {}),
+    ("message_reads", "message_id", "messages", "cascade", {}),
+    ("message_reads", "user_id", "users", "cascade", {}),
+    ("reviews", "order_id", "orders", "no action", {}),
+    ("reviews", "product_id", "products", "no action", {}),
+    ("reviews", "seller_id", "users", "no action", {"role": "seller"}),
+    ("reviews", "buyer_id", "users", "no action", {}),
+    ("review_images", "review_id", "reviews", "cascade", {}),
+    ("review_responses", "review_id", "reviews", "cascade", {}),
+    ("review_responses", "seller_id", "users", "no action", {"role": "seller"}),
+    ("notifications", "user_id", "users", "cascade", {}),
+    ("notification_settings", "user_id", "users", "cascade", {}),
+    ("disputes", "order_id", "orders", "no action", {}),
+    ("disputes", "opened_by", "users", "no action", {}),
+    ("disputes", "resolved_by", "users", "set null", {}),
+    ("dispute_messages", "dispute_id", "disputes", "cascade", {}),
+    ("dispute_messages", "user_id", "users", "no action", {}),
+    ("returns", "order_id", "orders", "no action", {}),
+    ("returns", "buyer_id", "users", "no action", {}),
+    ("returns", "approved_by", "users", "set null", {}),
+    ("return_items", "return_id", "returns", "cascade", {}),
+    ("return_items", "order_item_id", "order_items", "no action", {}),
+    ("analytics_events", "user_id", "users", "set null", {}),
+    ("seller_statistics", "seller_id", "users", "cascade", {"role": "seller"}),
+    ("audit_logs", "user_id", "users", "set null", {}),
+]
+
+# BEFORE triggers that would refuse a row before its foreign key or NOT NULL is checked
+# (they check the same row against its order); switched off, inside the test's rolled-back
+# transaction, to reach the constraint under test.
+TRIGGERS_IN_THE_WAY: dict[tuple[str, str], tuple[str, str]] = {
+    ("reviews", "order_id"): ("reviews", "trg_reviews_product_in_order"),
+    ("reviews", "product_id"): ("reviews", "trg_reviews_product_in_order"),
+    ("order_tracking", "courier_id"): ("order_tracking", "trg_order_tracking_courier_is_assigned"),
+}
