@@ -17,10 +17,16 @@ pg_bindir() {
 }
 
 # Installs the Debian packages that are missing (postgresql, redis-server).
+# Args: extra needs ("browser": chromium, node and npm for the client tests).
 ensure_system_packages() {
   local missing=()
   pg_bindir >/dev/null || missing+=(postgresql postgresql-contrib)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  if [ "${1:-}" = browser ]; then
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

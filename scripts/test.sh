@@ -4,7 +4,7 @@
 # session's) or another `make test` still uses it. Redis, gateways and SMTP sinks belong to the
 # pytest fixtures. The exit status is pytest's (5: no tests were collected).
 source "$(dirname "$0")/lib.sh"
-ensure_system_packages
+ensure_system_packages browser
 ensure_venv test loadtest
 export SWITCHBOARD_SECRET="${SWITCHBOARD_SECRET:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')}"
 pg_port="${SB_PG_TEST_PORT:-55433}"
