@@ -14,6 +14,7 @@ from aiohttp import web
 from msgspec import Meta, Struct
 
 from kernel.errors import BadRequest, Forbidden, TooLarge, Unauthorized, Unavailable
+from kernel.revocation import revoke_tokens
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL, REALMS, SETTINGS
 
@@ -214,3 +215,34 @@ async def revoke(request: web.Request, body: RevokeIn) -> Revoked:
         {"kind": "revoke", "realm": body.realm, "user_id": body.user_id, "channel": body.channel},
     )
     return Revoked(notified=True, removed=removed)
+
+
+class RevokeTokensIn(Struct, kw_only=True, forbid_unknown_fields=True):
+    realm: RealmName
+    user_id: UserId
+
+
+class TokensRevoked(Struct):
+    """Tokens issued before `valid_from` (Unix seconds) are refused from now on."""
+
+    valid_from: int
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/v1/server/revoke-tokens",
+    summary="Revoke every token a user holds: refused everywhere, their sockets close (4004)",
+    tag="server",
+    body=RevokeTokensIn,
+    response=TokensRevoked,
+    auth=False,
+    errors=(401, 403, 503),
+    extra=_KEY,
+)
+async def revoke_user_tokens(request: web.Request, body: RevokeTokensIn) -> TokensRevoked:
+    _require_key(request)
+    _realm_of(request, body.realm)
+    return TokensRevoked(
+        valid_from=await revoke_tokens(request.app[POOL], body.realm, body.user_id)
+    )

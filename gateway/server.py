@@ -31,6 +31,7 @@ from gateway.session import Session
 from kernel.conversation import Principal
 from kernel.errors import BadRequest, SwitchboardError, TooLarge, Unauthorized
 from kernel.logs import EventLog
+from kernel.revocation import check_not_revoked
 from kernel.tokens import AccessClaims, verify_access_token
 
 log = EventLog("gateway.server")
@@ -184,7 +185,9 @@ class GatewayServer:
             if not isinstance(frame, p.Auth):
                 raise Unauthorized("the first frame must be `auth`")
             token = frame.token
-        return verify_access_token(self.settings.secret, token)
+        return verify_access_token(
+            self.settings.secret, token, max_ttl_s=self.settings.access_token_max_ttl_s
+        )
 
     async def _principal(self, claims: AccessClaims) -> Principal:
         realm = self.gateway.realms.for_token(claims.realm)
@@ -202,6 +205,7 @@ class GatewayServer:
             raise Unauthorized("user does not exist")
         if not row["active"]:
             raise Unauthorized("user is not active")
+        await check_not_revoked(self.gateway.pool, realm.name, user_id, claims.iat)
         return Principal(user_id=user_id, realm=realm.name, user_type=row["user_type"])
 
     async def _refuse(self, ws: ServerConnection, binary: bool, exc: SwitchboardError) -> None:

@@ -466,7 +466,10 @@ class Session:
 
     def refresh(self, token: str) -> None:
         """Accept a fresh token for the same user and realm; the socket layer re-arms expiry."""
-        claims = verify_access_token(self.gateway.settings.secret, token)
+        settings = self.gateway.settings
+        claims = verify_access_token(
+            settings.secret, token, max_ttl_s=settings.access_token_max_ttl_s
+        )
         if claims.sub != self.principal.user_id or claims.realm != self.principal.realm:
             raise Unauthorized("refresh token belongs to another user or realm")
         self.expires_at = claims.exp

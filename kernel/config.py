@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from typing import Literal
 
 import msgspec
 
@@ -17,6 +19,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     secret: str
     redis_url: str | None = None
     access_token_ttl_s: int = 900
+    # The gateway and the api refuse tokens whose exp - iat is longer than this.
+    access_token_max_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
     bcrypt_rounds: int = 12
     gateway_host: str = "127.0.0.1"
@@ -55,6 +59,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     subscription_expiring_days: int = 3
     # Trusted backends call the server API (/v1/server/...) with this key; unset: disabled.
     server_api_key: str | None = None
+    # Origin allow-lists (docs/operations.md): browsers' cross-origin calls to the api (empty:
+    # no CORS headers) and WebSocket upgrades of the gateway (empty: any Origin is accepted).
+    cors_origins: tuple[str, ...] = ()
+    gateway_origins: tuple[str, ...] = ()
+    # The worker's Prometheus endpoint; port 0 turns it off.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9108
+    # `dev`: the api also keeps the e-mails it sends for /dev/mail; `prod`: it refuses to start
+    # with a sender that would write sign-in codes to the log (realms/analyst/otp.py).
+    env: Literal["dev", "prod"] = "dev"
+    # The gateway URL the demo web app connects to; unset: the page's host on GATEWAY_PORT.
+    public_gateway_url: str | None = None
+    # Sign-in codes by SMS: `log` writes them to the log (refused in prod), `off` refuses them.
+    sms_sender: Literal["log", "off"] = "log"
 
 
 # variable name -> (field, parser); the README's Configuration table lists the same names.
@@ -63,6 +81,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "SWITCHBOARD_SECRET": ("secret", str),
     "REDIS_URL": ("redis_url", str),
     "ACCESS_TOKEN_TTL": ("access_token_ttl_s", int),
+    "ACCESS_TOKEN_MAX_TTL": ("access_token_max_ttl_s", int),
     "REFRESH_TOKEN_TTL": ("refresh_token_ttl_s", int),
     "BCRYPT_ROUNDS": ("bcrypt_rounds", int),
     "GATEWAY_HOST": ("gateway_host", str),
@@ -100,10 +119,38 @@ _ENV: dict[str, tuple[str, type]] = {
     "RAZORPAY_PAYOUT_MODE": ("razorpay_payout_mode", str),
     "SUBSCRIPTION_EXPIRING_DAYS": ("subscription_expiring_days", int),
     "SERVER_API_KEY": ("server_api_key", str),
+    "WORKER_METRICS_HOST": ("worker_metrics_host", str),
+    "WORKER_METRICS_PORT": ("worker_metrics_port", int),
+    "SWITCHBOARD_ENV": ("env", str),
+    "PUBLIC_GATEWAY_URL": ("public_gateway_url", str),
+    "SMS_SENDER": ("sms_sender", str),
 }
 
 # Delivery concurrency per worker process (docs/notifications.md, "Throughput").
 _CONCURRENCY = (("FCM_CONCURRENCY", "fcm_concurrency"), ("SMTP_CONNECTIONS", "smtp_connections"))
+
+# Comma-separated lists of exact origins (`scheme://host[:port]`), kept lower-case without a
+# trailing slash, as browsers send them.
+_ORIGIN_LISTS = (("CORS_ORIGINS", "cors_origins"), ("GATEWAY_ORIGINS", "gateway_origins"))
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@]+\Z")
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins: list[str] = []
+    for item in raw.split(","):
+        origin = item.strip().lower().removesuffix("/")
+        if not origin:
+            continue
+        if origin == "*":
+            raise ConfigError(
+                f"{name}: `*` is not allowed; list the exact origins (the api lets listed"
+                " origins send credentials, which a wildcard must never do)"
+            )
+        if origin == "null" or not _ORIGIN.match(origin):
+            raise ConfigError(f"{name}: {item.strip()!r} is not an origin like https://app.example")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -133,10 +180,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         count = values.get(field)
         if isinstance(count, int) and not 1 <= count <= 1000:
             raise ConfigError(f"{name} must be between 1 and 1000")
+    ttl = values.get("access_token_ttl_s", 900)
+    max_ttl = values.get("access_token_max_ttl_s", 3600)
+    if isinstance(ttl, int) and isinstance(max_ttl, int) and not 0 < ttl <= max_ttl:
+        raise ConfigError("ACCESS_TOKEN_TTL must be positive and at most ACCESS_TOKEN_MAX_TTL")
+    for name, field in _ORIGIN_LISTS:
+        if env.get(name):
+            values[field] = _origins(name, env[name])
+    metrics_port = values.get("worker_metrics_port")
+    if isinstance(metrics_port, int) and not 0 <= metrics_port <= 65535:
+        raise ConfigError("WORKER_METRICS_PORT must be between 0 (off) and 65535")
     key = values.get("server_api_key")
     if isinstance(key, str) and len(key) < 32:
         raise ConfigError("SERVER_API_KEY must be at least 32 characters")
     days = values.get("subscription_expiring_days")
     if isinstance(days, int) and days < 1:
         raise ConfigError("SUBSCRIPTION_EXPIRING_DAYS must be at least 1")
+    if values.get("env", "dev") not in ("dev", "prod"):
+        raise ConfigError("SWITCHBOARD_ENV must be `dev` or `prod`")
+    if values.get("sms_sender", "log") not in ("log", "off"):
+        raise ConfigError("SMS_SENDER must be `log` or `off`")
+    gateway_url = values.get("public_gateway_url")
+    if isinstance(gateway_url, str) and not gateway_url.startswith(("ws://", "wss://")):
+        raise ConfigError("PUBLIC_GATEWAY_URL must start with ws:// or wss://")
     return msgspec.convert(values, Settings)

@@ -59,8 +59,14 @@ def sign_access_token(
     return (signing_input + b"." + _b64(_sign(secret, signing_input))).decode()
 
 
-def verify_access_token(secret: str, token: str, *, now: float | None = None) -> AccessClaims:
-    """The token's claims if its signature is good and it has not expired.
+CLOCK_SKEW_S = 60
+
+
+def verify_access_token(
+    secret: str, token: str, *, now: float | None = None, max_ttl_s: int | None = None
+) -> AccessClaims:
+    """The token's claims if its signature is good, it has not expired, it was not issued in
+    the future, and (with `max_ttl_s`) it lives no longer than that.
 
     Raises TokenExpired when only the expiry fails, Unauthorized for anything else.
     """
@@ -79,6 +85,11 @@ def verify_access_token(secret: str, token: str, *, now: float | None = None) ->
         raise Unauthorized("token is not an access token")
     if not REALM_NAME.match(claims.realm):
         raise Unauthorized("token names no realm")
-    if claims.exp <= int(time.time() if now is None else now):
+    clock = int(time.time() if now is None else now)
+    if max_ttl_s is not None and claims.exp - claims.iat > max_ttl_s:
+        raise Unauthorized(f"token lives longer than the maximum of {max_ttl_s} s")
+    if claims.iat > clock + CLOCK_SKEW_S:
+        raise Unauthorized("token is issued in the future")
+    if claims.exp <= clock:
         raise TokenExpired("token has expired")
     return claims

@@ -4,6 +4,7 @@ lists presence and revokes memberships, on every gateway."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from api.app import create_app
 from kernel.config import load_settings
 from kernel.realms import enabled_realms
+from kernel.tokens import sign_access_token
 from tests.echo_realm.fixtures import (
     ALICE,
     BOB,
@@ -196,3 +198,48 @@ async def test_the_server_operations_are_documented_with_their_key_and_errors(
         operation = document["paths"][path][method]
         assert operation["security"] == [{"serverKey": []}]
         assert {"401", "403", "503"} <= set(operation["responses"])
+
+
+async def test_revoking_tokens_closes_sockets_and_refuses_older_tokens_everywhere(
+    server_api: Any, echo_gateway: GatewayProcess, secret: str
+) -> None:
+    alice = await connected(echo_gateway, secret, ALICE)
+    old = token(secret, ALICE, "echo")
+    response = await server_api.post(
+        "/v1/server/revoke-tokens", json={"realm": "echo", "user_id": ALICE}, headers=HEADERS
+    )
+    valid_from = (await response.json())["valid_from"]
+    assert await alice.closed() == 4004
+    assert alice.ws.close_reason == "sessions revoked"
+    refused = await WsClient.open(echo_gateway.url, old)
+    assert (await refused.expect("error"))["message"] == "token was revoked: sign in again"
+    rest = await server_api.get("/v1/echo/rooms", headers={"Authorization": f"Bearer {old}"})
+    assert rest.status == 401
+    fresh = sign_access_token(secret, ALICE, "echo", 600, now=valid_from)
+    again = await WsClient.open(echo_gateway.url, fresh)
+    assert (await again.expect("welcome"))["user_id"] == ALICE
+    ok = await server_api.get("/v1/echo/rooms", headers={"Authorization": f"Bearer {fresh}"})
+    assert ok.status == 200
+
+
+@pytest.mark.parametrize(
+    ("ttl", "now_shift", "message"),
+    [
+        (3601, 0, "token lives longer than the maximum of 3600 s"),
+        (600, 3600, "token is issued in the future"),
+    ],
+    ids=["lifetime_over_the_maximum", "issued_in_the_future"],
+)
+async def test_tokens_past_the_maximum_lifetime_or_from_the_future_are_refused(
+    server_api: Any,
+    echo_gateway: GatewayProcess,
+    secret: str,
+    ttl: int,
+    now_shift: int,
+    message: str,
+) -> None:
+    bad = sign_access_token(secret, ALICE, "echo", ttl, now=time.time() + now_shift)
+    client = await WsClient.open(echo_gateway.url, bad)
+    assert (await client.expect("error"))["message"] == message
+    rest = await server_api.get("/v1/echo/rooms", headers={"Authorization": f"Bearer {bad}"})
+    assert (rest.status, (await rest.json())["error"]["message"]) == (401, message)

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from kernel.errors import Forbidden, Unauthorized
+from kernel.revocation import check_not_revoked
 from kernel.tokens import verify_access_token
 from kernel.web.keys import POOL, REALMS, SETTINGS
 
@@ -43,7 +44,10 @@ async def caller(request: web.Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send `Authorization: Bearer <access token>`")
-    claims = verify_access_token(request.app[SETTINGS].secret, token.strip())
+    settings = request.app[SETTINGS]
+    claims = verify_access_token(
+        settings.secret, token.strip(), max_ttl_s=settings.access_token_max_ttl_s
+    )
     realm = request.app[REALMS].for_token(claims.realm)
     route_realm = request.get(ROUTE_REALM)
     if route_realm is not None and route_realm != realm.name:
@@ -54,6 +58,7 @@ async def caller(request: web.Request) -> Caller:
     row = await request.app[POOL].fetchrow(realm.user_lookup_sql, realm.user_id_value(subject))
     if row is None or not row["active"]:
         raise Unauthorized("user does not exist or is not active")
+    await check_not_revoked(request.app[POOL], realm.name, subject, claims.iat)
     request[CALLER] = who = Caller(subject=subject, realm=realm.name, user_type=row["user_type"])
     return who
 
