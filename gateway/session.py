@@ -12,6 +12,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import asyncpg
+
 from gateway import protocol as p
 from gateway.fanout import Client, ws_frame
 from gateway.ports import SessionHost
@@ -430,8 +432,14 @@ class Session:
                     mentions=frame.mentions,
                 ),
             )
+        except (SwitchboardError, asyncpg.DataError):
+            # Refused for what the client sent (a bad reply_to, a closed channel, data the
+            # database refuses): it counts, so errors are no way around the limit.
+            raise
         except BaseException:
-            if verdict is not None:  # nothing was stored: the send must not count
+            # Not stored through no fault of the client (an outage, a cancellation): the
+            # retry it will send with its client_id must not be charged twice.
+            if verdict is not None:
                 await limiter.release(self.principal.user_id, key, verdict.token)
             raise
         if committed.duplicate and verdict is not None:  # a retry stores nothing new

@@ -237,13 +237,24 @@ async def test_the_chat_limit_refuses_the_fourth_send_with_a_retry_hint(host: Fa
     assert refused.value.details["retry_after_ms"] > 0
 
 
-async def test_a_send_the_store_refuses_is_not_counted_by_the_limit(host: FakeHost) -> None:
+async def test_a_send_refused_for_its_content_counts_against_the_limit(host: FakeHost) -> None:
+    session = session_for(host)
+    await session.handle(p.Join(channel="room:lobby"))
+    for _ in range(3):
+        host.store.fail_next = BadRequest("reply_to is not a message of this channel")
+        with pytest.raises(BadRequest):
+            await session.handle(p.Send(channel="room:lobby", text="x"))
+    with pytest.raises(RateLimited):  # errors are no way around the limit
+        await session.handle(p.Send(channel="room:lobby", text="x"))
+
+
+async def test_a_send_lost_to_an_outage_is_not_counted_against_the_limit(host: FakeHost) -> None:
     session = session_for(host)
     await session.handle(p.Join(channel="room:lobby"))
     for _ in range(5):
-        host.store.fail_next = BadRequest("refused by storage")
-        with pytest.raises(BadRequest):
-            await session.handle(p.Send(channel="room:lobby", text="x"))
+        host.store.fail_next = ConnectionResetError("database went away")
+        with pytest.raises(ConnectionResetError):
+            await session.handle(p.Send(channel="room:lobby", text="x", client_id="c1"))
     for i in range(3):
         await session.handle(p.Send(channel="room:lobby", text=f"ok{i}"))
 
