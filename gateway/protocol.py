@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from kernel.errors import BadRequest
+from kernel.errors import BadRequest, ErrorCode
 from kernel.messages import Attachment as Attachment
 from kernel.messages import ConversationSummary as ConversationSummary
 from kernel.messages import Event as Event
@@ -236,29 +236,76 @@ class Welcome(ServerFrame, tag="welcome"):
 
 
 class Ok(ServerFrame, tag="ok"):
+    """An operation succeeded. Each op's `ok` is its own Struct below (all on the wire as
+    `"op": "ok"`), carrying only the fields that op answers with."""
+
     ref: Ref = None
     channel: str | None = None
-    id: str | None = None
-    seq: int | None = None
-    created_at: str | None = None
-    duplicate: bool = False
-    role: str | None = None
+
+
+class Joined(Ok, tag="ok", kw_only=True):
+    """`join` (and the user stream's automatic join, with `unread` and `missed`)."""
+
+    role: str
     last_seq: int | None = None
     recovered: bool | None = None
     replayed: int | None = None
-    messages: list[Message] | None = None
-    created: bool | None = None
-    conversations: list[ConversationSummary] | None = None
     members: list[MemberState] | None = None
-    users: list[str] | None = None
-    expires_at: int | None = None
     unread: int | None = None
     missed: int | None = None
-    marked: int | None = None
+
+
+class Sent(Ok, tag="ok", kw_only=True):
+    """`send`: committed (or, in live channels, published); `seq` is absent when unstored."""
+
+    id: str
+    created_at: str
+    seq: int | None = None
+    duplicate: bool = False
+
+
+class Changed(Ok, tag="ok", kw_only=True):
+    """`edit`, `delete`, `pin`, `unpin`, `flag`, `react`: the message concerned."""
+
+    id: str
+    seq: int | None = None
+
+
+class ReadUpTo(Ok, tag="ok", kw_only=True):
+    """`read`: the stored read position."""
+
+    seq: int
+
+
+class HistoryPage(Ok, tag="ok", kw_only=True):
+    messages: list[Message]
+
+
+class UserList(Ok, tag="ok", kw_only=True):
+    """`presence` (who is here) and `add_members` (who was added)."""
+
+    users: list[str]
+
+
+class Refreshed(Ok, tag="ok", kw_only=True):
+    expires_at: int
+
+
+class NotificationsMarked(Ok, tag="ok", kw_only=True):
+    marked: int
+    unread: int
+
+
+class ConversationOpened(Ok, tag="ok", kw_only=True):
+    created: bool
+
+
+class ConversationList(Ok, tag="ok", kw_only=True):
+    conversations: list[ConversationSummary]
 
 
 class Error(ServerFrame, tag="error"):
-    code: str
+    code: ErrorCode
     message: str
     ref: Ref = None
     retry_after_ms: int | None = None
@@ -281,7 +328,8 @@ class Pong(ServerFrame, tag="pong"):
     server_time: int | None = None
 
 
-AnyServerFrame = Welcome | Message | Ok | Error | Event | Notification | Pong
+# Every frame the server sends (`ok` has one Struct per op, see Ok).
+AnyServerFrame = Welcome | Message | LiveMessage | Ok | Error | Event | Notification | Pong
 
 
 class _RefProbe(Struct):

@@ -63,12 +63,30 @@ class GatewayServer:
         if path == "/healthz":
             if self.gateway.draining:
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE, b"draining\n")
+            # Degraded is still 200: sends are acknowledged and delivered (docs/protocol.md §14).
+            degraded = self.gateway.degraded()
+            if degraded:
+                lines = "".join(f"{name}: degraded ({parts})\n" for name, parts in degraded.items())
+                return _text(HTTPStatus.OK, b"degraded\n" + lines.encode())
             return _text(HTTPStatus.OK, b"ok\n")
         if path == "/metrics":
             return _text(HTTPStatus.OK, self.gateway.metrics.render(), "text/plain; version=0.0.4")
         if path not in ("/ws", "/"):
             return _text(HTTPStatus.NOT_FOUND, b"not found: WebSockets are served at /ws\n")
-        return None
+        return self._check_origin(request)
+
+    def _check_origin(self, request: Request) -> Response | None:
+        """403 before the upgrade for a browser page whose Origin is not in GATEWAY_ORIGINS
+        (when set); requests without an Origin (not from a browser) pass."""
+        allowed = self.settings.gateway_origins
+        if not allowed:
+            return None
+        origins = request.headers.get_all("Origin")
+        if not origins or (len(origins) == 1 and origins[0].lower() in allowed):
+            return None
+        self.gateway.metrics.origins_refused.inc()
+        log.warning("origin_refused", origin=", ".join(origins)[:200], path=request.path[:200])
+        return _text(HTTPStatus.FORBIDDEN, b"forbidden: this Origin may not open WebSockets\n")
 
     @staticmethod
     def _select_subprotocol(

@@ -84,7 +84,7 @@ class Session:
                 return p.Pong(ref=ref, server_time=int(time.time() * 1000))
             case p.Refresh():
                 self.refresh(frame.token)
-                return p.Ok(ref=ref, expires_at=self.expires_at)
+                return p.Refreshed(ref=ref, expires_at=self.expires_at)
             case p.Auth():
                 raise BadRequest("already authenticated; use `refresh` to present a new token")
             case p.ReadNotifications():
@@ -94,10 +94,10 @@ class Session:
                 channel, created = await admin.create(
                     self.principal, frame.kind, frame.with_, frame.members, frame.title
                 )
-                return p.Ok(ref=ref, channel=channel, created=created)
+                return p.ConversationOpened(ref=ref, channel=channel, created=created)
             case p.Conversations():
                 listed = await self._admin_of_kind(frame.kind).list_for(self.principal, frame.kind)
-                return p.Ok(ref=ref, conversations=listed)
+                return p.ConversationList(ref=ref, conversations=listed)
         # Every other op names a channel: from here on it goes by its one canonical spelling.
         _, _, ch = self.gateway.namespaces.resolve(frame.channel)
         match frame:
@@ -112,41 +112,41 @@ class Session:
                 m = await self._chat(ch).edit(
                     self.principal, self._member(ch), frame.id, frame.text
                 )
-                return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
+                return p.Changed(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Delete():
                 m = await self._chat(ch).delete(
                     self.principal, self._member(ch), frame.id, frame.reason
                 )
-                return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
+                return p.Changed(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Pin() | p.Unpin():
                 m = await self._chat(ch).pin(
                     self.principal, self._member(ch), frame.id, isinstance(frame, p.Pin)
                 )
-                return p.Ok(ref=ref, channel=ch, id=m.id, seq=m.seq)
+                return p.Changed(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Flag():
                 await self._chat(ch).flag(
                     self.principal, self._member(ch), frame.id, frame.reason, frame.description
                 )
-                return p.Ok(ref=ref, channel=ch, id=str(frame.id))
+                return p.Changed(ref=ref, channel=ch, id=str(frame.id))
             case p.Typing():
                 self._typing(ch)
                 return p.Ok(ref=ref, channel=ch) if ref is not None else None
             case p.Read():
                 stored = await self._chat(ch).mark_read(self.principal, self._member(ch), frame.seq)
-                return p.Ok(ref=ref, channel=ch, seq=stored)
+                return p.ReadUpTo(ref=ref, channel=ch, seq=stored)
             case p.History():
                 messages = await self._chat(ch).history(
                     self._member(ch), frame.before, frame.after, frame.limit
                 )
-                return p.Ok(ref=ref, channel=ch, messages=messages)
+                return p.HistoryPage(ref=ref, channel=ch, messages=messages)
             case p.Presence():
                 self._member(ch)
-                return p.Ok(ref=ref, channel=ch, users=await self.gateway.presence.who(ch))
+                return p.UserList(ref=ref, channel=ch, users=await self.gateway.presence.who(ch))
             case p.AddMembers():
                 added = await self._admin(ch).add_members(
                     self.principal, self._member(ch), frame.users
                 )
-                return p.Ok(ref=ref, channel=ch, users=added)
+                return p.UserList(ref=ref, channel=ch, users=added)
             case p.RemoveMember():
                 await self._admin(ch).remove_member(self.principal, self._member(ch), frame.user_id)
                 return p.Ok(ref=ref, channel=ch)
@@ -154,10 +154,10 @@ class Session:
                 await self._admin(ch).react(
                     self.principal, self._member(ch), frame.id, frame.emoji, frame.remove
                 )
-                return p.Ok(ref=ref, channel=ch, id=str(frame.id))
+                return p.Changed(ref=ref, channel=ch, id=str(frame.id))
         raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
 
-    async def _read_notifications(self, frame: p.ReadNotifications) -> p.Ok:
+    async def _read_notifications(self, frame: p.ReadNotifications) -> p.NotificationsMarked:
         if not self.realm.in_app_inbox:
             raise BadRequest(f"realm {self.realm.name!r} keeps no in-app inbox")
         if frame.all == (frame.ids is not None):
@@ -165,7 +165,7 @@ class Session:
         user_id = uuid.UUID(self.principal.user_id)
         pool = self.gateway.pool
         marked = await inbox.mark_read(pool, user_id, None if frame.all else frame.ids)
-        return p.Ok(
+        return p.NotificationsMarked(
             ref=frame.ref,
             channel=self.user_stream,
             marked=marked,
@@ -208,12 +208,12 @@ class Session:
             raise Forbidden(f"{namespace.name}: channels are receive-only")
         return chat
 
-    async def join(self, channel: str, since: int | None, ref: p.Ref = None) -> p.Ok:
+    async def join(self, channel: str, since: int | None, ref: p.Ref = None) -> p.Joined:
         """Authorise, count in, subscribe and catch up; the returned ack must be written next."""
         if channel in self.joined:
             membership = self.joined[channel]
             admin = self._namespace(channel)[0].conversations()
-            return p.Ok(
+            return p.Joined(
                 ref=ref,
                 channel=channel,
                 role=membership.role,
@@ -262,7 +262,7 @@ class Session:
                 p.Event(channel=channel, kind="joined", user_id=self.principal.user_id)
             )
         admin = namespace.conversations()
-        return p.Ok(
+        return p.Joined(
             ref=ref,
             channel=channel,
             role=membership.role,
@@ -372,18 +372,25 @@ class Session:
             self._watch_lapse(channel, membership, minimum_s=EXPIRY_RECHECK_MIN_S)
 
     async def close(self) -> None:
-        """The socket is gone: leave everything (counts and presence follow)."""
+        """The socket is gone: leave everything (counts and presence follow).
+
+        Every step runs whatever became of the others: one that fails (Redis or Postgres
+        away) is logged and the rest still happen. What a failed step leaves in shared state
+        is repaired when that service answers again (docs/protocol.md §14)."""
         for channel in list(self._lapse_timers):
             self._unwatch_lapse(channel)
         for task in list(self._lapse_checks):
             task.cancel()
-        await self.gateway.hub.drop(self.client)
+        try:
+            await self.gateway.hub.drop(self.client)
+        except Exception:
+            log.exception("hub_drop_failed", session=self.session_id)
         for channel in list(self.joined):
-            namespace, key = self._namespace(channel)
             self.joined.pop(channel, None)
-            if not namespace.tracks_presence:
-                continue
             try:
+                namespace, key = self._namespace(channel)
+                if not namespace.tracks_presence:
+                    continue
                 last_here = await self.gateway.presence.leave(
                     channel,
                     self.principal.user_id,
@@ -391,17 +398,16 @@ class Session:
                     lock_arg=key,
                     on_count=namespace.members_changed,
                 )
+                if last_here:
+                    self.gateway.announce(
+                        p.Event(channel=channel, kind="left", user_id=self.principal.user_id)
+                    )
             except Exception:
                 log.exception("presence_leave_failed", channel=channel)
-                continue
-            if last_here:
-                self.gateway.announce(
-                    p.Event(channel=channel, kind="left", user_id=self.principal.user_id)
-                )
 
     # --- messages -----------------------------------------------------------------------------
 
-    async def _send(self, channel: str, frame: p.Send) -> p.Ok:
+    async def _send(self, channel: str, frame: p.Send) -> p.Sent:
         membership = self._member(channel)
         chat = self._chat(channel)
         if self.gateway.draining:
@@ -445,7 +451,7 @@ class Session:
         if committed.duplicate and verdict is not None:  # a retry stores nothing new
             await limiter.release(self.principal.user_id, key, verdict.token)
         self.gateway.metrics.messages_in.inc()
-        return p.Ok(
+        return p.Sent(
             ref=frame.ref,
             channel=channel,
             id=committed.id,

@@ -18,13 +18,27 @@ The gateway sends `error {code, message}` frames and the API sends
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
+
+# The closed set of error codes of the wire protocol and the REST API.
+ErrorCode = Literal[
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "rate_limited",
+    "too_large",
+    "conflict",
+    "unavailable",
+    "internal",
+]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 
 class SwitchboardError(Exception):
     """Root of every error Switchboard reports to a client."""
 
-    code: ClassVar[str] = "internal"
+    code: ClassVar[ErrorCode] = "internal"
     http_status: ClassVar[int] = 500
 
     def __init__(self, message: str = "", *, details: dict[str, Any] | None = None) -> None:
@@ -84,16 +98,3 @@ class Unavailable(SwitchboardError):
 class Internal(SwitchboardError):
     code = "internal"
     http_status = 500
-
-
-ERROR_CODES: tuple[str, ...] = (
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "rate_limited",
-    "too_large",
-    "conflict",
-    "unavailable",
-    "internal",
-)
