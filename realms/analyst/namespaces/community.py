@@ -45,18 +45,14 @@ SELECT c.analyst_id, c.channel_type, c.is_active, c.is_archived, c.deleted_at,
 LOCK_CHANNEL = "SELECT 1 FROM analyst.chat_channels WHERE id = $1::uuid FOR UPDATE"
 
 
-class CommunityNamespace:
-    name = "community"
+class ChannelGate:
+    """The join rule of a community channel, on its own: the namespace uses it for joins and
+    re-checks, the REST history route for reads."""
+
     realm = "analyst"
-    tracks_presence = True
-    auto_join = False
 
-    def __init__(self, pool: asyncpg.Pool, messages: CommunityMessages) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._messages = messages
-
-    def canonical_key(self, key: str) -> str:
-        return str(parse_uuid(key, "channel id"))
 
     async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
         channel_id = parse_uuid(key, "channel id")
@@ -97,6 +93,24 @@ class CommunityNamespace:
             max_members=None if role != "member" else row["max_members"],
             entitled_until=until,
         )
+
+
+class CommunityNamespace:
+    name = "community"
+    realm = "analyst"
+    tracks_presence = True
+    auto_join = False
+
+    def __init__(self, pool: asyncpg.Pool, messages: CommunityMessages) -> None:
+        self._pool = pool
+        self._gate = ChannelGate(pool)
+        self._messages = messages
+
+    def canonical_key(self, key: str) -> str:
+        return str(parse_uuid(key, "channel id"))
+
+    async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
+        return await self._gate.authorize(principal, channel, key)
 
     def sequence_source(self) -> SequenceSource:
         return self._messages

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -14,13 +14,14 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from kernel.conversation import Principal
 from kernel.errors import BadRequest, Forbidden, NotFound
+from kernel.messages import Message
 from kernel.web.auth import Caller, caller
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
 from kernel.web.pagination import Page, PageQuery, decode_cursor, page_of
 from kernel.web.paths import path_uuid
-from realms.analyst.namespaces.community import CommunityNamespace
-from realms.analyst.namespaces.community_messages import CommunityMessages, to_message
+from realms.analyst.namespaces.community import ChannelGate
+from realms.analyst.namespaces.community_messages import to_message
 
 routes = web.RouteTableDef()
 
@@ -89,28 +90,11 @@ class ChannelOut(Struct):
     updated_at: datetime
 
 
-class ChatMessageOut(Struct):
-    """A message as the socket's history sends it: a deleted one has empty text."""
-
-    seq: int
-    id: str
-    user_id: str
-    text: str
-    type: str
-    created_at: str
-    reply_to: str | None = None
-    client_id: str | None = None
-    attachment_url: str | None = None
-    deleted: bool = False
-    pinned: bool = False
-    edited_at: str | None = None
-
-
 class ChannelHistory(Struct):
     """`items` in seq order; `has_more`: further messages exist in the direction read
     (older without `after_seq`, newer with it)."""
 
-    items: list[ChatMessageOut]
+    items: list[Message]  # the socket's `msg` frames, the same schema byte for byte
     has_more: bool
 
 
@@ -392,10 +376,9 @@ async def history(request: web.Request, query: HistoryQuery) -> ChannelHistory:
     if owner is None:
         raise NotFound(f"channel {channel_id} does not exist")
     if not _sees_everything(who, owner):
-        # The gateway's own join rule, unchanged. Its message store is not used to authorise.
-        gate = CommunityNamespace(pool, messages=cast(CommunityMessages, None))
+        # The gateway's own join rule (the same ChannelGate), so REST reads what a join may.
         principal = Principal(user_id=str(who.user_id), realm="analyst", user_type=who.user_type)
-        await gate.authorize(principal, f"community:{channel_id}", str(channel_id))
+        await ChannelGate(pool).authorize(principal, f"community:{channel_id}", str(channel_id))
     if query.after_seq is not None and query.before_seq is not None:
         if query.after_seq >= query.before_seq:
             raise BadRequest("`after_seq` must be below `before_seq`")
@@ -414,8 +397,4 @@ async def history(request: web.Request, query: HistoryQuery) -> ChannelHistory:
     if not ascending:
         rows.reverse()
     channel = f"community:{channel_id}"
-    items = [
-        msgspec.convert(msgspec.structs.asdict(to_message(channel, r)), ChatMessageOut)
-        for r in rows
-    ]
-    return ChannelHistory(items=items, has_more=has_more)
+    return ChannelHistory(items=[to_message(channel, r) for r in rows], has_more=has_more)
