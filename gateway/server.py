@@ -26,6 +26,7 @@ from websockets.typing import Subprotocol
 from gateway import protocol as p
 from gateway.fanout import CLOSE_SLOW_CONSUMER, Client
 from gateway.ratelimit import FrameBudget
+from gateway.replies import OrderedReplies
 from gateway.runtime import Gateway
 from gateway.session import Session
 from kernel.conversation import Principal
@@ -236,73 +237,84 @@ class GatewayServer:
             pass
 
     async def _read_loop(self, ws: ServerConnection, session: Session) -> None:
+        """Sends are pipelined (up to GATEWAY_SEND_PIPELINE in flight, acks in order); any
+        other frame first waits until every earlier reply is out, then runs alone."""
         s = self.settings
         metrics = self.gateway.metrics
         budget = FrameBudget(s.gateway_frames_per_second, s.gateway_frame_burst)
+        replies = OrderedReplies(session.write, s.gateway_send_pipeline)
         strikes = 0
-        async for data in ws:
-            ref: p.Ref = None
-            try:
-                size = len(data) if isinstance(data, bytes) else len(data.encode())
-                if size > s.gateway_max_frame_bytes:
-                    ref = p.probe_ref(data, binary=isinstance(data, bytes))
-                    raise TooLarge(
-                        f"frame of {size} bytes is over the limit of {s.gateway_max_frame_bytes}"
-                    )
-                wait_ms = budget.take()
-                if wait_ms:
-                    strikes += 1
-                    metrics.rate_limited.labels("frames").inc()
-                    if strikes > STRIKES_BEFORE_CLOSE:
-                        await ws.close(CLOSE_POLICY, "too many frames")
-                        return
-                    session.write(
-                        p.Error(
-                            code="rate_limited",
-                            retry_after_ms=wait_ms,
-                            ref=p.probe_ref(data, binary=isinstance(data, bytes)),
-                            message=f"over {s.gateway_frames_per_second} frames per second",
+        try:
+            async for data in ws:
+                ref: p.Ref = None
+                try:
+                    size = len(data) if isinstance(data, bytes) else len(data.encode())
+                    if size > s.gateway_max_frame_bytes:
+                        ref = p.probe_ref(data, binary=isinstance(data, bytes))
+                        raise TooLarge(
+                            f"frame of {size} bytes is over the limit of"
+                            f" {s.gateway_max_frame_bytes}"
                         )
-                    )
+                    wait_ms = budget.take()
+                    if wait_ms:
+                        strikes += 1
+                        metrics.rate_limited.labels("frames").inc()
+                        if strikes > STRIKES_BEFORE_CLOSE:
+                            await ws.close(CLOSE_POLICY, "too many frames")
+                            return
+                        await replies.ready(
+                            p.Error(
+                                code="rate_limited",
+                                retry_after_ms=wait_ms,
+                                ref=p.probe_ref(data, binary=isinstance(data, bytes)),
+                                message=f"over {s.gateway_frames_per_second} frames per second",
+                            )
+                        )
+                        continue
+                    strikes = 0
+                    frame = p.decode_client_frame(data, binary=isinstance(data, bytes))
+                except SwitchboardError as exc:
+                    await replies.ready(self._error(session, exc, ref))
                     continue
-                strikes = 0
-                frame = p.decode_client_frame(data, binary=isinstance(data, bytes))
-                ref = frame.ref
                 metrics.frames_in.labels(type(frame).__name__.lower()).inc()
-                reply = await session.handle(frame)
-            except SwitchboardError as exc:
-                metrics.errors.labels(exc.code).inc()
-                reply = p.Error(
-                    code=exc.code,
-                    message=exc.message,
-                    ref=ref if ref is not None else exc.details.get("ref"),
-                    retry_after_ms=exc.details.get("retry_after_ms"),
-                )
-            except asyncpg.DataError as exc:  # the request's data, refused by Postgres
-                metrics.errors.labels("bad_request").inc()
-                reply = p.Error(
-                    code="bad_request", message=f"refused by storage: {exc}"[:300], ref=ref
-                )
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, RedisError) as exc:
-                log.error("frame_failed", session=session.session_id, error=repr(exc))
-                metrics.errors.labels("unavailable").inc()
-                reply = p.Error(
-                    code="unavailable",
-                    message="storage is unavailable; retry (sends with their client_id)",
-                    ref=ref,
-                    retry_after_ms=RETRY_AFTER_UNAVAILABLE_MS,
-                )
-            except Exception:  # a defect, not the client's fault: this frame fails, not the socket
-                log.exception("frame_crashed", session=session.session_id)
-                metrics.errors.labels("unavailable").inc()
-                reply = p.Error(
-                    code="unavailable",
-                    message="the server failed on this frame; retry",
-                    ref=ref,
-                    retry_after_ms=RETRY_AFTER_UNAVAILABLE_MS,
-                )
-            if reply is not None:
-                session.write(reply)
+                if isinstance(frame, p.Send):
+                    await replies.pipelined(self._answer(session, frame))
+                else:
+                    await replies.settled()
+                    await replies.ready(await self._answer(session, frame))
+        finally:
+            await replies.close()
+
+    async def _answer(self, session: Session, frame: p.AnyClientFrame) -> p.ServerFrame | None:
+        """The reply to one frame: its result, or the error it ends in (never raises)."""
+        try:
+            return await session.handle(frame)
+        except Exception as exc:
+            return self._error(session, exc, frame.ref)
+
+    def _error(self, session: Session, exc: Exception, ref: p.Ref) -> p.Error:
+        metrics = self.gateway.metrics
+        if isinstance(exc, SwitchboardError):
+            metrics.errors.labels(exc.code).inc()
+            return p.Error(
+                code=exc.code,
+                message=exc.message,
+                ref=ref if ref is not None else exc.details.get("ref"),
+                retry_after_ms=exc.details.get("retry_after_ms"),
+            )
+        if isinstance(exc, asyncpg.DataError):  # the request's data, refused by Postgres
+            metrics.errors.labels("bad_request").inc()
+            return p.Error(code="bad_request", message=f"refused by storage: {exc}"[:300], ref=ref)
+        metrics.errors.labels("unavailable").inc()
+        if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError | RedisError):
+            log.error("frame_failed", session=session.session_id, error=repr(exc))
+            message = "storage is unavailable; retry (sends with their client_id)"
+        else:  # a defect, not the client's fault: this frame fails, not the socket
+            log.error("frame_crashed", session=session.session_id, error=repr(exc))
+            message = "the server failed on this frame; retry"
+        return p.Error(
+            code="unavailable", message=message, ref=ref, retry_after_ms=RETRY_AFTER_UNAVAILABLE_MS
+        )
 
     def _kick(self, ws: ServerConnection, code: int, reason: str) -> None:
         asyncio.get_running_loop().create_task(ws.close(code, reason))

@@ -67,6 +67,7 @@ class Session:
         self.user_stream = self.realm.user_stream(principal.user_id)
         self.joined: dict[str, Membership] = {}
         self._typing_at: dict[str, float] = {}
+        self._send_order = asyncio.Lock()
         self.on_refresh: list[Callable[[], None]] = []
         # closes the socket with (code, reason); the socket layer sets it
         self.kick: Callable[[int, str], None] = lambda _code, _reason: None
@@ -416,28 +417,31 @@ class Session:
             raise Forbidden("only the channel's analyst and admins may send system messages")
         limiter, verdict = self.gateway.chat_limiter, None
         key = channel  # canonical: a live room's budget is apart from its stored room's
-        if membership.rate_limit is not None:
-            verdict = await limiter.hit(self.principal.user_id, key, membership.rate_limit)
-            if not verdict.allowed:
-                self.gateway.metrics.rate_limited.labels("chat").inc()
-                raise RateLimited(
-                    f"at most {membership.rate_limit} messages per minute in this channel",
-                    retry_after_ms=verdict.retry_after_ms,
-                )
+        draft = Draft(
+            text=frame.text,
+            type=frame.type,
+            reply_to=frame.reply_to,
+            client_id=frame.client_id,
+            attachment_url=frame.attachment_url,
+            attachment=frame.attachment,
+            mentions=frame.mentions,
+        )
+        # Pipelined sends of this socket pass the limit and enter their store in the order
+        # they arrived: the store fixes a message's place before its first suspension (the
+        # ChatStore contract), so channel order is the client's send order.
+        async with self._send_order:
+            if membership.rate_limit is not None:
+                verdict = await limiter.hit(self.principal.user_id, key, membership.rate_limit)
+                if not verdict.allowed:
+                    self.gateway.metrics.rate_limited.labels("chat").inc()
+                    raise RateLimited(
+                        f"at most {membership.rate_limit} messages per minute in this channel",
+                        retry_after_ms=verdict.retry_after_ms,
+                    )
+            appended = asyncio.ensure_future(chat.append(self.principal, membership, draft))
+            await asyncio.sleep(0)  # the append runs up to its place in the queue
         try:
-            committed = await chat.append(
-                self.principal,
-                membership,
-                Draft(
-                    text=frame.text,
-                    type=frame.type,
-                    reply_to=frame.reply_to,
-                    client_id=frame.client_id,
-                    attachment_url=frame.attachment_url,
-                    attachment=frame.attachment,
-                    mentions=frame.mentions,
-                ),
-            )
+            committed = await appended
         except (SwitchboardError, asyncpg.DataError):
             # Refused for what the client sent (a bad reply_to, a closed channel, data the
             # database refuses): it counts, so errors are no way around the limit.

@@ -34,10 +34,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_refresh_grace_s: float = 25.0
     gateway_frames_per_second: int = 50
     gateway_frame_burst: int = 100
+    # sends of one socket in flight at once (read ahead while earlier commits run)
+    gateway_send_pipeline: int = 32
     gateway_ping_interval_s: float = 20.0
     gateway_heartbeat_s: float = 5.0
     gateway_node_ttl_s: float = 20.0
     gateway_missed_notifications: int = 50
+    # Every Redis round trip of the gateway (publish, subscribe, PING, rate limit) is bounded
+    # by this; publishes wait in a queue of at most this many (the oldest dropped past it).
+    gateway_redis_timeout_s: float = 1.0
+    gateway_publish_queue: int = 10_000
     db_pool_min: int = 2
     db_pool_max: int = 10
     log_level: str = "INFO"
@@ -95,10 +101,13 @@ _ENV: dict[str, tuple[str, type]] = {
     "GATEWAY_REFRESH_GRACE": ("gateway_refresh_grace_s", float),
     "GATEWAY_FRAMES_PER_SECOND": ("gateway_frames_per_second", int),
     "GATEWAY_FRAME_BURST": ("gateway_frame_burst", int),
+    "GATEWAY_SEND_PIPELINE": ("gateway_send_pipeline", int),
     "GATEWAY_PING_INTERVAL": ("gateway_ping_interval_s", float),
     "GATEWAY_HEARTBEAT": ("gateway_heartbeat_s", float),
     "GATEWAY_NODE_TTL": ("gateway_node_ttl_s", float),
     "GATEWAY_MISSED_NOTIFICATIONS": ("gateway_missed_notifications", int),
+    "GATEWAY_REDIS_TIMEOUT": ("gateway_redis_timeout_s", float),
+    "GATEWAY_PUBLISH_QUEUE": ("gateway_publish_queue", int),
     "DB_POOL_MIN": ("db_pool_min", int),
     "DB_POOL_MAX": ("db_pool_max", int),
     "LOG_LEVEL": ("log_level", str),
@@ -173,6 +182,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     missed = values.get("gateway_missed_notifications")
     if isinstance(missed, int) and not 0 <= missed <= 1000:
         raise ConfigError("GATEWAY_MISSED_NOTIFICATIONS must be between 0 and 1000")
+    redis_timeout = values.get("gateway_redis_timeout_s")
+    if isinstance(redis_timeout, float) and not 0 < redis_timeout <= 60:
+        raise ConfigError("GATEWAY_REDIS_TIMEOUT must be above 0 and at most 60 seconds")
+    queue = values.get("gateway_publish_queue")
+    if isinstance(queue, int) and not 1 <= queue <= 10_000_000:
+        raise ConfigError("GATEWAY_PUBLISH_QUEUE must be between 1 and 10000000")
     mode = values.get("razorpay_payout_mode")
     if mode is not None and mode not in ("IMPS", "NEFT", "RTGS", "UPI"):
         raise ConfigError("RAZORPAY_PAYOUT_MODE must be one of IMPS, NEFT, RTGS, UPI")
@@ -180,6 +195,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         count = values.get(field)
         if isinstance(count, int) and not 1 <= count <= 1000:
             raise ConfigError(f"{name} must be between 1 and 1000")
+    pipeline = values.get("gateway_send_pipeline")
+    if isinstance(pipeline, int) and not 1 <= pipeline <= 1024:
+        raise ConfigError("GATEWAY_SEND_PIPELINE must be between 1 and 1024")
     ttl = values.get("access_token_ttl_s", 900)
     max_ttl = values.get("access_token_max_ttl_s", 3600)
     if isinstance(ttl, int) and isinstance(max_ttl, int) and not 0 < ttl <= max_ttl:

@@ -94,9 +94,12 @@ class Committed(msgspec.Struct, frozen=True):
 class ChatStore(Protocol):
     """Message storage of a chat namespace. Every method authorises against `membership`."""
 
-    async def append(
-        self, principal: Principal, membership: Membership, draft: Draft
-    ) -> Committed: ...
+    async def append(self, principal: Principal, membership: Membership, draft: Draft) -> Committed:
+        """Store a message, answering once it is committed. Contract: the message's place in
+        its channel is fixed before the first suspension (e.g. it is queued for a group
+        commit synchronously), so a session's pipelined sends keep their order."""
+        ...
+
     async def edit(
         self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
     ) -> Message: ...

@@ -7,12 +7,16 @@ accumulates, so under load each round trip carries many writes and at low load a
 waits for nobody. Results come back to each caller in order. A batch whose flush fails
 (nothing of it was committed) is flushed again one item at a time, so one caller's bad item
 fails that caller alone and never its neighbours.
+
+With a `key` (the channel, say), two batches in flight never hold items of the same key:
+items of one key commit in the order they were submitted, even when one caller pipelines
+several without waiting (two concurrent batches could otherwise commit in either order).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,8 +31,11 @@ class GroupCommit(Generic[T, R]):
         max_batch: int = 256,
         concurrency: int = 2,
         on_batch: Callable[[int], None] | None = None,
+        key: Callable[[T], Hashable] | None = None,
     ) -> None:
         self._flush = flush
+        self._key = key
+        self._busy: set[Hashable] = set()
         self._max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
@@ -62,18 +69,39 @@ class GroupCommit(Generic[T, R]):
             else:
                 future.set_result(result)
 
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """The next batch: queue order, at most max_batch, no key of a batch in flight; an
+        item left behind holds back every later item of its key."""
+        if self._key is None:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            return batch
+        taken: list[tuple[T, asyncio.Future[R]]] = []
+        kept: list[tuple[T, asyncio.Future[R]]] = []
+        blocked: set[Hashable] = set()
+        for entry in self._queue:
+            key = self._key(entry[0])
+            if len(taken) < self._max_batch and key not in self._busy and key not in blocked:
+                taken.append(entry)
+            else:
+                kept.append(entry)
+                blocked.add(key)
+        self._queue = kept
+        return taken
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
-            if not self._queue:
+            batch = self._take()
+            if not batch:  # nothing queued, or only keys another batch holds
                 self._wakeup.clear()
-                if self._in_flight == 0:
+                if not self._queue and self._in_flight == 0:
                     self._idle.set()
                 continue
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
             if not self._queue:
                 self._wakeup.clear()
+            keys = {self._key(item) for item, _ in batch} if self._key is not None else set()
+            self._busy |= keys
             self._in_flight += 1
             try:
                 results = await self._flush([item for item, _ in batch])
@@ -93,7 +121,10 @@ class GroupCommit(Generic[T, R]):
                     await self._one_by_one(batch)
             finally:
                 self._in_flight -= 1
-                if not self._queue and self._in_flight == 0:
+                self._busy -= keys
+                if self._queue:
+                    self._wakeup.set()  # items held back for these keys may go now
+                elif self._in_flight == 0:
                     self._idle.set()
 
     async def drain(self) -> None:

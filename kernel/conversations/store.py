@@ -89,7 +89,7 @@ class ConversationStore:
         self._publish = publish
         self._policy = policy
         self._appends: GroupCommit[_Pending, Committed | Exception] = GroupCommit(
-            self._flush, on_batch=on_batch
+            self._flush, on_batch=on_batch, key=lambda p: p.channel
         )
 
     def channel(self, kind: str, conversation_id: uuid.UUID | str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -47,6 +48,9 @@ class EchoRooms:
     def __init__(self, pool: asyncpg.Pool, publish: Publish) -> None:
         self._pool = pool
         self._publish = publish
+        # Appends run one at a time, in the order they were asked for: a waiter queues on
+        # the lock before its first suspension, as the ChatStore contract asks.
+        self._order = asyncio.Lock()
 
     def canonical_key(self, key: str) -> str:
         if not key.isdigit() or not 0 < int(key) < 2**63:
@@ -107,9 +111,10 @@ class EchoRooms:
         if type_ != "text" or reply_to is not None or attachment_url is not None:
             raise BadRequest(UNSUPPORTED)
         channel = membership.channel
-        row = await self._pool.fetchrow(
-            _APPEND, _room(channel), int(principal.user_id), text, client_id
-        )
+        async with self._order:
+            row = await self._pool.fetchrow(
+                _APPEND, _room(channel), int(principal.user_id), text, client_id
+            )
         if row is None:
             raise NotFound(f"room {_room(channel)} is gone")
         message = Message(

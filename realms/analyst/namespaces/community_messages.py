@@ -78,7 +78,7 @@ class CommunityMessages:
         self._pool = pool
         self._publish = publish
         self._appends: GroupCommit[_Pending, Committed | Exception] = GroupCommit(
-            self._flush, max_batch=max_batch, on_batch=on_batch
+            self._flush, max_batch=max_batch, on_batch=on_batch, key=lambda p: p.channel
         )
 
     async def close(self) -> None:
