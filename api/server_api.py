@@ -78,7 +78,7 @@ class PresenceOut(Struct):
 
 def _require_key(request: web.Request) -> None:
     key = request.app[SETTINGS].server_api_key
-    if key is None:
+    if key is None:  # not mounted without a key; kept as a guard
         raise Unavailable("the server API is disabled: set SERVER_API_KEY")
     given = request.headers.get("X-Api-Key", "")
     if request.headers.get("Authorization", "").lower().startswith("bearer "):
