@@ -311,7 +311,7 @@ class Session:
             if notice is not None and not namespace.affected_by(notice, membership):
                 continue
             try:
-                await namespace.authorize(self.principal, channel, key)
+                fresh = await namespace.authorize(self.principal, channel, key)
             except SwitchboardError as refusal:
                 log.info(
                     "membership_revoked",
@@ -321,6 +321,22 @@ class Session:
                 )
                 if channel in self.joined:
                     await self.leave(channel, reason=refusal.message)
+                continue
+            if channel in self.joined:
+                self.joined[channel] = fresh
+                if fresh.muted_until != membership.muted_until:  # tell this socket
+                    self.write(self._mute_event(channel, fresh.muted_until))
+
+    @staticmethod
+    def _mute_event(channel: str, until: float | None) -> p.Event:
+        if until is None:
+            return p.Event(channel=channel, kind="unmuted")
+        at = (
+            None
+            if until == float("inf")
+            else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+        )
+        return p.Event(channel=channel, kind="muted", at=at)
 
     def _watch_lapse(self, channel: str, membership: Membership, *, minimum_s: float) -> None:
         """Re-check the membership when its entitlement lapses by time alone (a subscription
@@ -413,6 +429,11 @@ class Session:
         chat = self._chat(channel)
         if self.gateway.draining:
             raise Unavailable("server is shutting down; reconnect and resend with client_id")
+        if membership.muted_until is not None and time.time() < membership.muted_until:
+            at = self._mute_event(channel, membership.muted_until).at
+            raise Forbidden(
+                f"you are muted in this channel {f'until {at}' if at else 'until lifted'}"
+            )
         if frame.type == "system" and not membership.privileged:
             raise Forbidden("only the channel's analyst and admins may send system messages")
         limiter, verdict = self.gateway.chat_limiter, None

@@ -65,6 +65,8 @@ class Membership(msgspec.Struct, frozen=True):
     # Unix seconds after which the entitlement behind this membership lapses by time alone
     # (a subscription's expires_at): the session re-checks it then. None: no such end.
     entitled_until: float | None = None
+    # Unix seconds until which the member may read but not send (inf: until lifted).
+    muted_until: float | None = None
 
     @property
     def privileged(self) -> bool:

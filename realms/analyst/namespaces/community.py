@@ -22,7 +22,7 @@ _GATE = """
 SELECT c.analyst_id, c.channel_type, c.is_active, c.is_archived, c.deleted_at,
        c.require_subscription,
        c.max_members, c.is_rate_limited, c.message_rate_limit, mt.tier_name AS min_tier,
-       e.entitled, e.entitled_until
+       e.entitled, e.entitled_until, mu.muted_until
   FROM analyst.chat_channels c
   LEFT JOIN analyst.subscription_tiers mt ON mt.id = c.minimum_tier_required
   -- Every entitling subscription: the entitlement lasts until the last of them expires
@@ -39,6 +39,16 @@ SELECT c.analyst_id, c.channel_type, c.is_active, c.is_archived, c.deleted_at,
            AND t.chat_access AND t.deleted_at IS NULL
            AND (mt.id IS NULL OR t.tier_order >= mt.tier_order)
        ) e
+ CROSS JOIN LATERAL (
+        -- Live mutes of the user here or everywhere: until the last ends (+infinity: lifted
+        -- by hand only); NULL when not muted.
+        SELECT CASE WHEN count(*) = 0 THEN NULL
+                    WHEN bool_or(m.until IS NULL) THEN 'infinity'::float8
+                    ELSE extract(epoch FROM max(m.until))::float8 END AS muted_until
+          FROM analyst.chat_mutes m
+         WHERE m.user_id = $2 AND (m.channel_id IS NULL OR m.channel_id = c.id)
+           AND (m.until IS NULL OR m.until > now())
+       ) mu
  WHERE c.id = $1
 """
 
@@ -92,6 +102,7 @@ class ChannelGate:
             rate_limit=row["message_rate_limit"] if row["is_rate_limited"] else None,
             max_members=None if role != "member" else row["max_members"],
             entitled_until=until,
+            muted_until=None if role != "member" else row["muted_until"],
         )
 
 
@@ -133,6 +144,8 @@ class CommunityNamespace:
         return LOCK_CHANNEL
 
     def affected_by(self, notice: dict[str, str], membership: Membership) -> bool:
+        if notice.get("kind") == "mute":
+            return notice.get("channel_id") in ("*", membership.channel.partition(":")[2])
         if notice.get("kind") == "subscription":
             return notice.get("analyst_id") == membership.owner_id
         if notice.get("kind") == "channel":
