@@ -162,6 +162,13 @@ class React(ClientFrame, tag="react"):
     remove: bool = False
 
 
+class Mute(ClientFrame, tag="mute"):
+    """Mute (or unmute) a conversation for oneself: no push or e-mail for it."""
+
+    channel: ChannelName
+    muted: bool = True
+
+
 class Conversations(ClientFrame, tag="conversations"):
     """The caller's conversations with unread counts; staff asking for `support` get the
     realm's whole support queue."""
@@ -195,6 +202,7 @@ AnyClientFrame = (
     | AddMembers
     | RemoveMember
     | React
+    | Mute
     | Conversations
 )
 CLIENT_OPS: tuple[str, ...] = (
@@ -218,6 +226,7 @@ CLIENT_OPS: tuple[str, ...] = (
     "add_members",
     "remove_member",
     "react",
+    "mute",
     "conversations",
 )
 

@@ -151,6 +151,9 @@ class Session:
             case p.RemoveMember():
                 await self._admin(ch).remove_member(self.principal, self._member(ch), frame.user_id)
                 return p.Ok(ref=ref, channel=ch)
+            case p.Mute():
+                await self._admin(ch).mute(self.principal, self._member(ch), frame.muted)
+                return p.Ok(ref=ref, channel=ch)
             case p.React():
                 await self._admin(ch).react(
                     self.principal, self._member(ch), frame.id, frame.emoji, frame.remove

@@ -171,6 +171,10 @@ class ConversationAdmin(Protocol):
 
     async def members(self, membership: Membership) -> list[MemberState]: ...
 
+    async def mute(self, principal: Principal, membership: Membership, muted: bool) -> None:
+        """A muted conversation still counts unread, but never pushes or e-mails."""
+        ...
+
 
 class Namespace(Protocol):
     name: str

@@ -13,7 +13,7 @@ import importlib
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -21,10 +21,15 @@ from typing import TYPE_CHECKING, Literal
 from kernel.errors import NotFound, Unauthorized
 
 if TYPE_CHECKING:
+    import asyncpg
     from aiohttp import web
 
     from kernel.conversation import Namespace, NamespaceContext
     from kernel.jobs import Job
+
+OfflineNotify = Callable[
+    ["asyncpg.Connection", list[str], str, str, str, "uuid.UUID"], Awaitable[int]
+]
 
 REALMS_DIR = Path(__file__).resolve().parent.parent / "realms"
 REALM_NAME = re.compile(r"^[a-z][a-z0-9]{1,30}$")
@@ -61,6 +66,10 @@ class Realm:
     # Whether its users' in-app notifications live in the inbox kernel/inbox.py reads (the
     # analyst realm's notifications table, for now): missed ones on connect, read over the socket.
     in_app_inbox: bool = False
+    # Tell members who are not in a conversation that it has new messages (push, e-mail per
+    # their preferences): (conn, user ids, event key, title, body, conversation id) -> count.
+    # The core collapses: one event key per member and unread streak. None: nobody is told.
+    notify_offline: OfflineNotify | None = None
 
     def __post_init__(self) -> None:
         if not REALM_NAME.match(self.name):

@@ -40,6 +40,21 @@ _COLUMNS = """m.id, m.seq, m.user_id, m.type, m.body, m.reply_to, m.attachment, 
     ) AS reactions"""
 
 
+# Members of the conversations a batch touched: unread count, read position, mute, and
+# whether a socket of theirs is in the conversation on a live gateway.
+_MEMBER_STATES = """
+SELECT m.conversation_id, m.user_id, c.last_seq, c.last_seq - m.last_read_seq AS n,
+       m.last_read_seq, m.muted,
+       EXISTS (SELECT 1 FROM gateway.live_members lm JOIN gateway.nodes nd USING (node_id)
+                WHERE lm.channel = $2 || '.' || c.kind || ':' || c.id
+                  AND lm.user_id = m.user_id
+                  AND nd.heartbeat_at > now() - interval '30 seconds') AS present
+  FROM gateway.conversation_members m
+  JOIN gateway.conversations c ON c.id = m.conversation_id
+ WHERE m.conversation_id = ANY ($1::uuid[])
+"""
+
+
 class _Pending(msgspec.Struct, frozen=True):
     channel: str
     conversation_id: uuid.UUID
@@ -422,25 +437,56 @@ class ConversationStore:
 
     async def _unread_events(self, touched: dict[uuid.UUID, _Pending]) -> list[Event]:
         """Each member's unread count of each conversation that got messages, for their user
-        stream (every socket of theirs); the senders' own counts do not change."""
-        rows = await self._pool.fetch(
-            "SELECT m.conversation_id, m.user_id, c.last_seq, c.last_seq - m.last_read_seq AS n"
-            "  FROM gateway.conversation_members m"
-            "  JOIN gateway.conversations c ON c.id = m.conversation_id"
-            " WHERE m.conversation_id = ANY ($1::uuid[])",
-            list(touched),
-        )
-        return [
-            Event(
-                channel=self._realm.user_stream(r["user_id"]),
-                kind="unread",
-                conversation=touched[r["conversation_id"]].channel,
-                unread=r["n"],
-                seq=r["last_seq"],
+        stream (every socket of theirs); the senders' own counts do not change. Members in
+        none of the conversation's sockets, and who did not mute it, are told by the realm
+        (push, e-mail): once per unread streak, however many messages it holds."""
+        rows = await self._pool.fetch(_MEMBER_STATES, list(touched), self._realm.name)
+        offline: list[tuple[uuid.UUID, str, int]] = []
+        events: list[Event] = []
+        for r in rows:
+            pending = touched[r["conversation_id"]]
+            if r["user_id"] == pending.user_id:
+                continue
+            events.append(
+                Event(
+                    channel=self._realm.user_stream(r["user_id"]),
+                    kind="unread",
+                    conversation=pending.channel,
+                    unread=r["n"],
+                    seq=r["last_seq"],
+                )
             )
-            for r in rows
-            if r["user_id"] != touched[r["conversation_id"]].user_id
-        ]
+            if not r["muted"] and not r["present"]:
+                offline.append((r["conversation_id"], r["user_id"], r["last_read_seq"]))
+        if offline and self._realm.notify_offline is not None:
+            await self._tell_offline(touched, offline)
+        return events
+
+    async def _tell_offline(
+        self, touched: dict[uuid.UUID, _Pending], offline: list[tuple[uuid.UUID, str, int]]
+    ) -> None:
+        assert self._realm.notify_offline is not None
+        async with self._pool.acquire() as conn:
+            for conversation_id, user, last_read in offline:
+                pending = touched[conversation_id]
+                await self._realm.notify_offline(
+                    conn,
+                    [user],
+                    # one per member and unread streak: later messages collapse into it
+                    f"conversation:{conversation_id}:after:{last_read}",
+                    "New message",
+                    pending.draft.text[:140],
+                    conversation_id,
+                )
+
+    async def mute(self, principal: Principal, membership: Membership, muted: bool) -> None:
+        await self._pool.execute(
+            "UPDATE gateway.conversation_members SET muted = $3"
+            " WHERE conversation_id = $1 AND user_id = $2",
+            _key(membership.channel),
+            principal.user_id,
+            muted,
+        )
 
     # --- reads --------------------------------------------------------------------------------
 

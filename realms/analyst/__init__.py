@@ -5,6 +5,7 @@ realms existed: its REST routes also answer at their old unprefixed paths (/v1/.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from kernel.realms import Realm
 
 if TYPE_CHECKING:
+    import asyncpg
     from aiohttp import web
 
     from kernel.conversation import Namespace, NamespaceContext
@@ -28,6 +30,7 @@ NOTIFICATION_CATEGORIES = (
     "payment_success",
     "payment_failed",
     "subscription_expiring",
+    "conversation_message",
 )
 
 
@@ -47,6 +50,31 @@ def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
     from realms.analyst.namespaces import build
 
     return build(context)
+
+
+async def _notify_offline(
+    conn: asyncpg.Connection,
+    recipients: list[str],
+    event_key: str,
+    title: str,
+    body: str,
+    conversation_id: uuid.UUID,
+) -> int:
+    from kernel.notify import notify
+
+    async with conn.transaction():
+        return await notify(
+            conn,
+            event_key=event_key,
+            recipients=[uuid.UUID(r) for r in recipients],
+            notification_type="conversation_message",
+            title=title,
+            message=body,
+            related_entity_type="conversation",
+            related_entity_id=conversation_id,
+            notification_group=f"conversation:{conversation_id}",
+            send_in_app=False,  # unread counts already say it in the app
+        )
 
 
 def _jobs() -> Sequence[Job]:
@@ -72,4 +100,5 @@ REALM = Realm(
     jobs=_jobs,
     notification_categories=NOTIFICATION_CATEGORIES,
     in_app_inbox=True,
+    notify_offline=_notify_offline,
 )
