@@ -12,12 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import asyncpg
 import msgspec
 
-from kernel.errors import BadRequest, NotFound
+from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.messages import Attachment, ConversationSummary, MemberState, Message
 
 
@@ -132,6 +132,50 @@ class ChatStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class RefusesMessageChanges:
+    """The ChatStore operations on stored messages, each refused with `refusal`: for stores
+    that keep no messages (live channels) or keep them plain (no edit, pin, flag, read)."""
+
+    refusal: ClassVar[str] = "messages here cannot be changed"
+
+    async def edit(
+        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+    ) -> Message:
+        raise Forbidden(self.refusal)
+
+    async def delete(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        reason: str | None,
+    ) -> Message:
+        raise Forbidden(self.refusal)
+
+    async def pin(
+        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+    ) -> Message:
+        raise Forbidden(self.refusal)
+
+    async def flag(
+        self,
+        principal: Principal,
+        membership: Membership,
+        message_id: uuid.UUID,
+        reason: str,
+        description: str | None,
+    ) -> None:
+        raise Forbidden(self.refusal)
+
+    async def history(
+        self, membership: Membership, before: int | None, after: int | None, limit: int
+    ) -> list[Message]:
+        raise Forbidden(self.refusal)
+
+    async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int:
+        raise Forbidden(self.refusal)
 
 
 class ConversationAdmin(Protocol):

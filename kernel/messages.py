@@ -105,3 +105,16 @@ class MemberState(Struct, kw_only=True):
     user_id: str
     role: str
     last_read_seq: int
+
+
+def edited_event(message: Message, by: str) -> Event:
+    """The `edited` event of a message just edited (by `by`), for every member."""
+    return Event(
+        channel=message.channel,
+        kind="edited",
+        id=message.id,
+        by=by,
+        text=message.text,
+        seq=message.seq,
+        at=message.edited_at,
+    )

@@ -23,6 +23,7 @@ from kernel.messages import (
     Event,
     MemberState,
     Message,
+    edited_event,
     json_encoder,
 )
 from kernel.realms import Realm
@@ -592,19 +593,7 @@ class ConversationStore:
             principal.user_id,
             text,
         )
-        await self._tell(
-            [
-                Event(
-                    channel=membership.channel,
-                    kind="edited",
-                    id=message.id,
-                    by=principal.user_id,
-                    text=text,
-                    seq=message.seq,
-                    at=message.edited_at,
-                )
-            ]
-        )
+        await self._tell([edited_event(message, principal.user_id)])
         return message
 
     async def delete(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import asyncpg
 
@@ -14,6 +13,7 @@ from kernel.conversation import (
     Membership,
     Principal,
     Publish,
+    RefusesMessageChanges,
     SequenceSource,
 )
 from kernel.errors import BadRequest, Forbidden, NotFound
@@ -39,7 +39,8 @@ def _room(channel: str) -> int:
     return int(channel.partition(":")[2])
 
 
-class EchoRooms:
+class EchoRooms(RefusesMessageChanges):
+    refusal = UNSUPPORTED
     name = "echo.room"
     realm = "echo"
     auto_join = False
@@ -164,38 +165,6 @@ class EchoRooms:
             limit,
         )
         return [self._message(membership.channel, r) for r in rows]
-
-    async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
-    ) -> Message:
-        raise Forbidden(UNSUPPORTED)
-
-    async def delete(
-        self,
-        principal: Principal,
-        membership: Membership,
-        message_id: uuid.UUID,
-        reason: str | None,
-    ) -> Message:
-        raise Forbidden(UNSUPPORTED)
-
-    async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
-    ) -> Message:
-        raise Forbidden(UNSUPPORTED)
-
-    async def flag(
-        self,
-        principal: Principal,
-        membership: Membership,
-        message_id: uuid.UUID,
-        reason: str,
-        description: str | None,
-    ) -> None:
-        raise Forbidden(UNSUPPORTED)
-
-    async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int:
-        raise Forbidden(UNSUPPORTED)
 
     async def drain(self) -> None:
         return None

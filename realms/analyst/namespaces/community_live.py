@@ -25,17 +25,20 @@ from kernel.conversation import (
     Membership,
     Principal,
     Publish,
+    RefusesMessageChanges,
     SequenceSource,
 )
-from kernel.errors import BadRequest, Forbidden
-from kernel.messages import LiveMessage, Message, json_encoder
+from kernel.errors import BadRequest
+from kernel.messages import LiveMessage, json_encoder
 from realms.analyst.namespaces.community import CommunityNamespace
 
 NOT_STORED = "community.live: messages are not stored"
 
 
-class LiveMessages:
+class LiveMessages(RefusesMessageChanges):
     """The ChatStore of `community.live:` channels: publish, store nothing."""
+
+    refusal = NOT_STORED
 
     def __init__(self, publish: Publish) -> None:
         self._publish = publish
@@ -62,43 +65,6 @@ class LiveMessages:
         return Committed(
             id=message.id, seq=0, created_at=message.created_at, duplicate=False, payload=payload
         )
-
-    async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
-    ) -> Message:
-        raise Forbidden(NOT_STORED)
-
-    async def delete(
-        self,
-        principal: Principal,
-        membership: Membership,
-        message_id: uuid.UUID,
-        reason: str | None,
-    ) -> Message:
-        raise Forbidden(NOT_STORED)
-
-    async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
-    ) -> Message:
-        raise Forbidden(NOT_STORED)
-
-    async def flag(
-        self,
-        principal: Principal,
-        membership: Membership,
-        message_id: uuid.UUID,
-        reason: str,
-        description: str | None,
-    ) -> None:
-        raise Forbidden(NOT_STORED)
-
-    async def history(
-        self, membership: Membership, before: int | None, after: int | None, limit: int
-    ) -> list[Message]:
-        raise Forbidden(NOT_STORED)
-
-    async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int:
-        raise Forbidden(NOT_STORED)
 
     async def drain(self) -> None:
         return None  # a send is answered once published: nothing is ever pending

@@ -14,7 +14,7 @@ from kernel.conversation import Committed, Draft, Membership, Principal, Publish
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
-from kernel.messages import Event, Message, json_encoder
+from kernel.messages import Event, Message, edited_event, json_encoder
 
 log = EventLog("gateway.community")
 
@@ -251,17 +251,7 @@ class CommunityMessages:
             await self._explain_miss(channel, message_id)
             raise Forbidden("only the author may edit a message")
         message = to_message(channel, row)
-        await self._announce(
-            Event(
-                channel=channel,
-                kind="edited",
-                id=message.id,
-                by=principal.user_id,
-                text=text,
-                seq=message.seq,
-                at=message.edited_at,
-            )
-        )
+        await self._announce(edited_event(message, principal.user_id))
         return message
 
     async def delete(
