@@ -31,6 +31,9 @@ NOTIFICATION_CATEGORIES = (
     "payment_failed",
     "subscription_expiring",
     "conversation_message",
+    "new_comment",
+    "payout_processed",
+    "payout_failed",
 )
 
 

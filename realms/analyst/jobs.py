@@ -17,7 +17,7 @@ import asyncpg
 
 from kernel.config import load_settings
 from kernel.jobs import Clock, Daily, Hourly, Job, Monthly, Weekly
-from realms.analyst import lifecycle
+from realms.analyst import lifecycle, payouts
 
 # Tables ANALYZE refreshes weekly: the ones written most, whose plans drift with their size.
 ANALYZED_TABLES = (
@@ -92,6 +92,26 @@ async def suspend_lapsed_subscriptions(conn: asyncpg.Connection, clock: Clock) -
     return await lifecycle.suspend_lapsed_subscriptions(conn, clock.now())
 
 
+async def queue_payouts(conn: asyncpg.Connection, clock: Clock) -> int:
+    """One payout per analyst of their captured shares not yet paid out (active accounts with
+    a payout account, at least 100 paise due); no network: `send_payouts` sends them."""
+    return len(await payouts.queue_payouts(conn))
+
+
+async def send_payouts(conn: asyncpg.Connection, clock: Clock) -> int:
+    """Send each payout not yet accepted by the payouts API (idempotently: its id is the
+    key) and record the answers; returns how many were accepted or refused. Fails (and is
+    retried) when the API cannot be reached, or when payouts wait and none are configured."""
+    if not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM analyst.payment_transactions"
+        " WHERE transaction_type = 'payout' AND payout_status = 'created')"
+    ):
+        return 0
+    config = payouts.payouts_config(load_settings())
+    async with payouts.PayoutsClient(config) as client:
+        return await payouts.send_created(conn, client, clock.now())
+
+
 JOBS: tuple[Job, ...] = (
     Job(
         name="expire_subscriptions",
@@ -146,6 +166,18 @@ JOBS: tuple[Job, ...] = (
         schedule=Daily(hour=3, minute=30),
         run=notify_expiring_subscriptions,
         summary="tell subscribers a few days ahead that a subscription will end, not renew",
+    ),
+    Job(
+        name="queue_payouts",
+        schedule=Daily(hour=4, minute=0),
+        run=queue_payouts,
+        summary="gather each analyst's captured, unpaid share into one payout (no network)",
+    ),
+    Job(
+        name="send_payouts",
+        schedule=Hourly(minute=10),
+        run=send_payouts,
+        summary="send queued payouts to the payouts API (idempotent) and record its answers",
     ),
 )
 

@@ -299,16 +299,24 @@ async def test_other_users_vote_a_review_up_or_down(
     assert (counted["helpfulness_upvotes"], counted["helpfulness_downvotes"]) == (2, 1)
 
 
-async def test_votes_are_counters_so_a_repeated_vote_counts_again(
+async def test_one_vote_per_user_a_repeated_vote_changes_nothing_and_a_vote_can_switch(
     api: TestClient, world: World, db: asyncpg.Connection
 ) -> None:
+    """Issue 21: the counters are counts of analyst.review_votes (one row per user)."""
     created = await review(api, world, await veteran(db, world))
     path = f"/v1/reviews/{created['id']}/votes"
     for _ in range(2):
         voted = await reply(
             await api.post(path, json={"vote": "up"}, headers=world.h(world.stranger)), 200
         )
-    assert voted["helpfulness_upvotes"] == 2
+    assert (voted["helpfulness_upvotes"], voted["helpfulness_downvotes"]) == (1, 0)
+    switched = await reply(
+        await api.post(path, json={"vote": "down"}, headers=world.h(world.stranger)), 200
+    )
+    assert (switched["helpfulness_upvotes"], switched["helpfulness_downvotes"]) == (0, 1)
+    withdrawn = await reply(await api.delete(path, headers=world.h(world.stranger)), 200)
+    assert (withdrawn["helpfulness_upvotes"], withdrawn["helpfulness_downvotes"]) == (0, 0)
+    await refused(await api.delete(path, headers=world.h(world.stranger)), 404, "no vote")
 
 
 async def test_the_author_and_the_analyst_cannot_vote_and_votes_must_be_up_or_down(

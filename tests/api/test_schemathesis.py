@@ -9,8 +9,9 @@ subscribed trader, and each response is checked: no 5xx, a documented status cod
 documented content type and a body that matches the documented schema.
 
 Nothing is excluded. Notes on the operations that can only be reached part-way:
-- POST /v1/payments/webhook: generated bodies are never signed with the webhook secret, so only
-  the refusals (400/401) are exercised; the signed paths are covered in test_payments.py.
+- POST /v1/payments/webhook and POST /v1/payouts/webhook: generated bodies are never signed
+  with the webhook secret, so only the refusals (400/401) are exercised; the signed paths are
+  covered in test_payments.py and test_payouts.py.
 - GET /v1/i/{code} (302) and GET /v1/notifications/email/click (303) redirect: redirects are
   not followed (allow_redirects=False), so the documented 3xx status is what gets checked
   and nothing leaves the machine.
@@ -224,6 +225,8 @@ async def seed(dsn: str) -> World:
         "/v1/admin/analysts/{analyst_id}/review": {"analyst_id": a},
         "/v1/admin/analysts/{analyst_id}/approve": {"analyst_id": a},
         "/v1/admin/analysts/{analyst_id}/reject": {"analyst_id": a},
+        "/v1/admin/analysts/{analyst_id}/feature": {"analyst_id": a},
+        "/v1/admin/analysts/{analyst_id}/payouts": {"analyst_id": a},
         "/v1/tiers/{tier_id}": {"tier_id": str(tier)},
         "/v1/discount-codes/{code}/preview": {"code": "WELCOME10"},
         "/v1/i/{code}": {"code": "desk-invite"},
@@ -231,6 +234,8 @@ async def seed(dsn: str) -> World:
     by_id = {
         "/v1/posts/{id}": post,
         "/v1/posts/{id}/call-status": post,
+        "/v1/posts/{id}/comments": post,
+        "/v1/admin/posts/{id}/feature": post,
         "/v1/bookmarks/{id}": bookmark,
         "/v1/channels/{id}": channel,
         "/v1/channels/{id}/archive": channel,
@@ -271,6 +276,11 @@ def live(
             "SMTP_URL": smtp_sink.url,
             "RAZORPAY_KEY_SECRET": "rzp-test-key-secret",
             "RAZORPAY_WEBHOOK_SECRET": "rzp-test-webhook-secret",
+            # Payouts configured, aimed at the discard port: a payout request can never leave
+            # the machine (it fails to connect and the payout waits, as documented).
+            "RAZORPAY_KEY_ID": "rzp_test_schemathesis",
+            "RAZORPAY_PAYOUT_ACCOUNT": "7878780080316316",
+            "RAZORPAY_PAYOUTS_BASE_URL": "http://127.0.0.1:9",
             "PUBLIC_BASE_URL": "https://switchboard.example",
         }
     )
@@ -358,7 +368,7 @@ def run_every_operation(schema: BaseSchema) -> tuple[int, list[str]]:
     return ran, failures
 
 
-@pytest.mark.timeout(max(300, MAX_EXAMPLES * 12))
+@pytest.mark.timeout(max(600, MAX_EXAMPLES * 24))
 @pytest.mark.parametrize("role", ["admin", "analyst", "trader"])
 def test_the_api_keeps_to_its_openapi_document(
     live: tuple[LiveApi, World], secret: str, role: str

@@ -70,6 +70,8 @@ def test_the_declared_jobs_and_their_schedules() -> None:
         "suspend_lapsed_subscriptions": Hourly,
         "renew_subscriptions": Hourly,
         "notify_expiring_subscriptions": Daily,
+        "queue_payouts": Daily,
+        "send_payouts": Hourly,
     }
     assert job_named("cleanup_otps") is JOBS[1]
     assert job_named("nope") is None

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from realms.analyst.routes import (
+    accounts,
     auth,
     bookmarks,
     channels,
+    comments,
     discounts,
+    featuring,
     inbox,
     invites,
     moderation,
+    mutes,
     notifications,
     payments,
+    payouts,
     posts,
     profiles,
     reviews,
@@ -38,5 +43,10 @@ ROUTE_TABLES = [
         inbox,
         channels,
         notifications,
+        comments,
+        featuring,
+        payouts,
+        accounts,
+        mutes,
     )
 ]

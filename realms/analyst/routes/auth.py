@@ -164,8 +164,7 @@ async def request_otp(request: web.Request, body: OtpRequest) -> Accepted:
     """Always 202, whether or not an account exists (no account enumeration)."""
     email, phone, account = _one_target(body.email, body.phone)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        await attempts.check(conn, "otp_request", account, _address(request))
-        await attempts.record(conn, "otp_request", account, _address(request), True)
+        await attempts.reserve(conn, "otp_request", account, _address(request))
         user_id = await conn.fetchval(
             "SELECT id FROM analyst.users WHERE (lower(email) = $1 OR phone = $2)"
             " AND deleted_at IS NULL",
@@ -197,12 +196,12 @@ async def signup(request: web.Request, body: SignupBody) -> SessionOut:
     email, phone, account = _one_target(body.email, body.phone)
     password_hash = await hash_password(body.password, request.app[SETTINGS].bcrypt_rounds)
     async with request.app[POOL].acquire() as conn:
+        reserved = await attempts.reserve(conn, "otp_verify", account, _address(request))
         async with conn.transaction():
-            await attempts.check(conn, "otp_verify", account, _address(request))
             ok = await otp.verify(conn, purpose="signup", email=email, phone=phone, code=body.otp)
         if not ok:
-            await attempts.record(conn, "otp_verify", account, _address(request), False)
             raise Unauthorized("the code is wrong or has expired")
+        await attempts.succeeded(conn, reserved)
         async with conn.transaction():
             try:
                 user_id = await conn.fetchval(
@@ -244,7 +243,8 @@ async def login(request: web.Request, body: LoginBody) -> SessionOut:
         raise BadRequest("give exactly one of `password` or `otp`")
     address = _address(request)
     async with request.app[POOL].acquire() as conn:
-        await attempts.check(conn, "login", account, address)
+        # Admitted (and counted as a failure) before anything is checked: see attempts.py.
+        reserved = await attempts.reserve(conn, "login", account, address)
         row = await conn.fetchrow(
             "SELECT id, password_hash, is_active FROM analyst.users"
             " WHERE (lower(email) = $1 OR phone = $2) AND deleted_at IS NULL",
@@ -259,10 +259,9 @@ async def login(request: web.Request, body: LoginBody) -> SessionOut:
                     conn, purpose="login", email=email, phone=phone, code=body.otp or ""
                 )
         if not ok or row is None or not row["is_active"]:
-            await attempts.record(conn, "login", account, address, False)
             raise Unauthorized("wrong credentials, or the account is not active")
         async with conn.transaction():
-            await attempts.record(conn, "login", account, address, True)
+            await attempts.succeeded(conn, reserved)
             await conn.execute(
                 "UPDATE analyst.users SET login_count = login_count + 1,"
                 " last_active = now() WHERE id = $1",
@@ -336,15 +335,15 @@ async def reset_password(request: web.Request, body: ResetBody) -> None:
     email, phone, account = _one_target(body.email, body.phone)
     password_hash = await hash_password(body.new_password, request.app[SETTINGS].bcrypt_rounds)
     async with request.app[POOL].acquire() as conn:
+        reserved = await attempts.reserve(conn, "otp_verify", account, _address(request))
         async with conn.transaction():
-            await attempts.check(conn, "otp_verify", account, _address(request))
             ok = await otp.verify(
                 conn, purpose="reset_password", email=email, phone=phone, code=body.otp
             )
         if not ok:
-            await attempts.record(conn, "otp_verify", account, _address(request), False)
             raise Unauthorized("the code is wrong or has expired")
         async with conn.transaction():
+            await attempts.succeeded(conn, reserved)
             user_id = await conn.fetchval(
                 "UPDATE analyst.users SET password_hash = $3 WHERE (lower(email) = $1"
                 " OR phone = $2) AND deleted_at IS NULL RETURNING id",
@@ -394,8 +393,7 @@ async def request_verification(request: web.Request, body: VerifyRequest) -> Acc
         phone = row["phone"] if body.purpose == "verify_phone" else None
         if email is None and phone is None:
             raise BadRequest("the account has no " + body.purpose.removeprefix("verify_"))
-        await attempts.check(conn, "otp_request", str(who.user_id), _address(request))
-        await attempts.record(conn, "otp_request", str(who.user_id), _address(request), True)
+        await attempts.reserve(conn, "otp_request", str(who.user_id), _address(request))
         code = await otp.issue(
             conn, purpose=body.purpose, email=email, phone=phone, user_id=who.user_id
         )
@@ -420,8 +418,8 @@ async def verify(request: web.Request, body: VerifyBody) -> UserOut:
         row = await conn.fetchrow(
             "SELECT email, phone FROM analyst.users WHERE id = $1", who.user_id
         )
+        reserved = await attempts.reserve(conn, "otp_verify", str(who.user_id), _address(request))
         async with conn.transaction():
-            await attempts.check(conn, "otp_verify", str(who.user_id), _address(request))
             ok = await otp.verify(
                 conn,
                 purpose=body.purpose,
@@ -430,8 +428,8 @@ async def verify(request: web.Request, body: VerifyBody) -> UserOut:
                 phone=row["phone"] if body.purpose == "verify_phone" else None,
             )
         if not ok:
-            await attempts.record(conn, "otp_verify", str(who.user_id), _address(request), False)
             raise Unauthorized("the code is wrong or has expired")
+        await attempts.succeeded(conn, reserved)
         updated = await conn.fetchrow(
             f"UPDATE analyst.users SET {column} = true WHERE id = $1 RETURNING {_USER_COLUMNS}",
             who.user_id,

@@ -23,7 +23,7 @@ from realms.analyst.credentials import revoke_all
 
 routes = web.RouteTableDef()
 
-EntityType = Literal["user", "analyst", "post", "chat_message", "review"]
+EntityType = Literal["user", "analyst", "post", "chat_message", "review", "comment"]
 Reason = Literal[
     "spam",
     "harassment",
@@ -65,6 +65,8 @@ _ENTITY = {
     "chat_message": "SELECT user_id AS owner, NOT is_deleted AS live FROM analyst.chat_messages"
     " WHERE id = $1",
     "review": "SELECT user_id AS owner, deleted_at IS NULL AS live FROM analyst.reviews"
+    " WHERE id = $1",
+    "comment": "SELECT user_id AS owner, deleted_at IS NULL AS live FROM analyst.post_comments"
     " WHERE id = $1",
 }
 
@@ -151,7 +153,7 @@ def _flag(row: asyncpg.Record) -> FlagOut:
     routes,
     "POST",
     "/v1/moderation/flags",
-    summary="Report a user, analyst, post, chat message or review",
+    summary="Report a user, analyst, post, chat message, review or comment",
     tag="moderation",
     body=ReportBody,
     response=ReportOut,
@@ -439,8 +441,9 @@ _NOTICE_TITLE = {
 async def _remove_content(
     conn: asyncpg.Connection, who: Caller, kind: str, entity_id: uuid.UUID, reason: str
 ) -> None:
-    """Hide a post (soft delete), a chat message (deleted, by the admin) or a review (no
-    longer approved, so it leaves the analyst's rating). Already hidden content stays so."""
+    """Hide a post (soft delete), a chat message (deleted, by the admin), a review (no
+    longer approved, so it leaves the analyst's rating) or a comment (soft delete, by the
+    admin, so it leaves comments_count). Already hidden content stays so."""
     if kind == "post":
         await conn.execute(
             "UPDATE analyst.posts SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
@@ -461,9 +464,17 @@ async def _remove_content(
             entity_id,
             who.user_id,
         )
+    elif kind == "comment":
+        await conn.execute(
+            "UPDATE analyst.post_comments SET deleted_at = now(), deleted_by = $2,"
+            " deletion_reason = $3 WHERE id = $1 AND deleted_at IS NULL",
+            entity_id,
+            who.user_id,
+            f"moderation: {reason}",
+        )
     else:
         raise BadRequest(
-            f"content_removed applies to a post, chat_message or review, not to a {kind}"
+            f"content_removed applies to a post, chat_message, review or comment, not to a {kind}"
         )
 
 

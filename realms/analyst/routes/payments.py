@@ -79,6 +79,7 @@ class PaymentOut(Struct):
     platform_commission: int | None = None
     payout_amount: int | None = None
     payout_status: str | None = None
+    paid_out_at: datetime | None = None  # the analyst's share was paid out (routes/payouts.py)
 
 
 class PaymentEntity(Struct):
@@ -114,9 +115,9 @@ _COLUMNS = (
     "id, user_id, analyst_id, subscription_id, razorpay_order_id, razorpay_payment_id,"
     " transaction_type, amount, currency, status, payment_method, failure_code, failure_reason,"
     " refund_amount, refund_reason, refunded_at, created_at, updated_at, platform_commission,"
-    " payout_amount, payout_status, metadata"
+    " payout_amount, payout_status, paid_out_at, metadata"
 )
-_SPLIT = ("platform_commission", "payout_amount", "payout_status")
+_SPLIT = ("platform_commission", "payout_amount", "payout_status", "paid_out_at")
 
 
 def payout_split(amount: int, commission_rate: Decimal) -> tuple[int, int]:
@@ -372,6 +373,8 @@ async def refund(request: web.Request, body: RefundBody) -> PaymentOut:
             raise NotFound("no such payment")
         if not (who.is_admin or payment["analyst_id"] == who.user_id):
             raise Forbidden("only the analyst paid or an admin can refund")
+        if payment["transaction_type"] == "payout":
+            raise Conflict("a payout to an analyst is not a payment that can be refunded")
         if payment["status"] != "captured":
             raise Conflict(
                 f"only a captured payment can be refunded; this one is {payment['status']}"
@@ -379,9 +382,13 @@ async def refund(request: web.Request, body: RefundBody) -> PaymentOut:
         amount = body.amount if body.amount is not None else payment["amount"]
         if amount > payment["amount"]:
             raise BadRequest(f"amount: more than the payment ({payment['amount']} paise)")
+        # A share not yet in a payout is not paid out any more; one already in a payout (or
+        # paid) is the platform's to settle with the analyst (docs/api-notes-analyst-finish.md).
         refunded = await conn.fetchrow(
             "UPDATE analyst.payment_transactions SET status = 'refunded', refund_amount = $2,"
-            " refund_reason = $3, refunded_at = $4, razorpay_refund_id = $5 WHERE id = $1"
+            " refund_reason = $3, refunded_at = $4, razorpay_refund_id = $5,"
+            " payout_status = CASE WHEN payout_status = 'pending' THEN 'cancelled'"
+            "                      ELSE payout_status END WHERE id = $1"
             f" RETURNING {_COLUMNS}",
             payment["id"],
             amount,
@@ -444,7 +451,11 @@ async def earnings(request: web.Request, query: PageQuery) -> Page[PaymentOut]:
     if who.user_type != "analyst":
         raise Forbidden("only analysts have earnings")
     return await _page(
-        request, query, who, "analyst_id = $1 AND status IN ('captured', 'refunded')", who.user_id
+        request,
+        query,
+        who,
+        "analyst_id = $1 AND status IN ('captured', 'refunded') AND transaction_type <> 'payout'",
+        who.user_id,
     )
 
 

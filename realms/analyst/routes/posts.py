@@ -15,7 +15,7 @@ from aiohttp import web
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from kernel import notify
-from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from kernel.web.auth import Caller, caller
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
@@ -249,6 +249,75 @@ def profit_percent(action: str | None, entry: Decimal | None, exit_: Decimal | N
     return _rounded(moved / entry * 100, 2)
 
 
+# --- tier limits: posts_per_day ------------------------------------------------------------
+
+# The day a tier's posts_per_day counts is the calendar day in India (IST, UTC+05:30): the
+# platform's market, currency and analysts are Indian, and a trading day starts there.
+POSTING_DAY_ZONE = "Asia/Kolkata"
+
+# Which of the analyst's tiers a post reaches, by its audience: a 'free' post is for the free
+# tier, a 'paid' one for the paid tiers, 'both' for every tier ($2 = the audience, `t` a tier).
+_REACHES = (
+    "(CASE WHEN t.is_free_tier THEN {audience} IN ('free', 'both')"
+    " ELSE {audience} IN ('paid', 'both') END)"
+)
+_DAILY_LIMITS = f"""
+WITH day AS (
+    SELECT (date_trunc('day', now() AT TIME ZONE '{POSTING_DAY_ZONE}')
+            AT TIME ZONE '{POSTING_DAY_ZONE}') AS starts
+)
+SELECT t.id, t.tier_name, t.posts_per_day, day.starts + interval '1 day' AS resets_at,
+       greatest(1, ceil(extract(epoch FROM day.starts + interval '1 day' - now()) * 1000))::bigint
+           AS retry_ms,
+       (SELECT count(*) FROM analyst.posts p
+         WHERE p.analyst_id = $1 AND p.created_at >= day.starts
+           AND ($3::uuid IS NULL OR p.id <> $3)
+           AND {_REACHES.format(audience="p.audience")}) AS used
+  FROM analyst.subscription_tiers t CROSS JOIN day
+ WHERE t.analyst_id = $1 AND t.is_active AND t.deleted_at IS NULL
+   AND t.posts_per_day IS NOT NULL AND {_REACHES.format(audience="$2::text")}
+ ORDER BY t.posts_per_day, t.tier_order, t.id
+"""
+
+
+async def check_daily_limits(
+    conn: asyncpg.Connection,
+    analyst_id: uuid.UUID,
+    audience: str,
+    *,
+    excluding: uuid.UUID | None = None,
+) -> None:
+    """Raise RateLimited (429) when a post for `audience` would exceed the posts_per_day of an
+    active tier it reaches: the tier has already received that many of the analyst's posts
+    this IST day (soft-deleted ones included: posting is what is limited, as in chat).
+    `excluding` leaves one post out of the count (an edit that widens its audience). Call it
+    under the analyst's posting lock (`lock_posting`), in the transaction that writes."""
+    for tier in await conn.fetch(_DAILY_LIMITS, analyst_id, audience, excluding):
+        if tier["used"] >= tier["posts_per_day"]:
+            limited = RateLimited(
+                f"daily post limit reached: tier {tier['tier_name']!r} gets at most"
+                f" {tier['posts_per_day']} post(s) a day (IST) and has had {tier['used']} today;"
+                f" a post for audience {audience!r} reaches it",
+                retry_after_ms=int(tier["retry_ms"]),
+            )
+            limited.details.update(
+                tier_id=str(tier["id"]),
+                tier_name=tier["tier_name"],
+                posts_per_day=tier["posts_per_day"],
+                used_today=int(tier["used"]),
+                resets_at=tier["resets_at"].isoformat(),
+            )
+            raise limited
+
+
+async def lock_posting(conn: asyncpg.Connection, analyst_id: uuid.UUID) -> None:
+    """Serialise one analyst's publishing until the transaction ends, so two posts sent at
+    once cannot both take a tier's last post of the day."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"posting:{analyst_id}"
+    )
+
+
 # --- events ---------------------------------------------------------------------------------
 
 
@@ -298,9 +367,12 @@ async def _announce(conn: asyncpg.Connection, post: PostOut, *, urgent: bool) ->
     body=PostCreate,
     response=PostOut,
     status=201,
-    errors=(403,),
+    errors=(403, 429),
 )
 async def create_post(request: web.Request, body: PostCreate) -> PostOut:
+    """429 when the post would exceed the daily post limit (posts_per_day) of one of the
+    analyst's active tiers its audience reaches; details name the tier and when the day
+    resets (docs/api-notes-analyst-finish.md)."""
     who = await caller(request)
     if who.user_type != "analyst":
         raise Forbidden("only analysts publish posts")
@@ -311,6 +383,8 @@ async def create_post(request: web.Request, body: PostCreate) -> PostOut:
     is_call = body.post_type == "call"
     title = body.title or (f"{terms['stock_symbol']} call" if is_call else None)
     async with request.app[POOL].acquire() as conn, conn.transaction():
+        await lock_posting(conn, who.user_id)
+        await check_daily_limits(conn, who.user_id, body.audience)
         post_id = await conn.fetchval(
             """INSERT INTO analyst.posts (analyst_id, post_type, audience, title, content,
                    content_formatted, strategy_type, stock_symbol, action, entry_price,
@@ -483,9 +557,11 @@ async def _own_post_for_update(
     tag="posts",
     body=PostUpdate,
     response=PostOut,
-    errors=(403, 404, 409),
+    errors=(403, 404, 409, 429),
 )
 async def update_post(request: web.Request, body: PostUpdate) -> PostOut:
+    """Changing the audience of a post published today counts it, from then on, against the
+    daily limits of the tiers it then reaches (429 when one of them is full)."""
     who = await caller(request)
     post_id = path_uuid(request)
     changes = {
@@ -495,6 +571,15 @@ async def update_post(request: web.Request, body: PostUpdate) -> PostOut:
         changes["stock_symbol"] = changes["stock_symbol"].upper()
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await _own_post_for_update(conn, who, post_id)
+        audience = changes.get("audience", row["audience"])
+        if audience != row["audience"]:
+            await lock_posting(conn, who.user_id)
+            if await conn.fetchval(
+                f"SELECT $1::timestamptz >= date_trunc('day', now() AT TIME ZONE"
+                f" '{POSTING_DAY_ZONE}') AT TIME ZONE '{POSTING_DAY_ZONE}'",
+                row["created_at"],
+            ):
+                await check_daily_limits(conn, who.user_id, audience, excluding=post_id)
         prices = {"entry_price", "target_price", "stop_loss", "risk_reward_ratio"} & set(changes)
         frozen = sorted(prices | ({"stock_symbol"} & set(changes)))
         if frozen and row["call_status"] not in (None, "open"):

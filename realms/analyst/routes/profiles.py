@@ -131,13 +131,15 @@ class AnalystProfile(Struct):
     last_post_at: datetime | None
     created_at: datetime
     private: ProfilePrivate | None = None
+    feature_position: int | None = None  # homepage order (1 first) while featured
 
 
 _COLUMNS = (
     "p.user_id, p.display_name, p.bio, p.photo_url, p.specializations, p.languages, p.country,"
     " p.sebi_number, p.ria_number, p.verification_status, p.verified_at,"
     " p.avg_rating::float8 AS avg_rating, p.total_reviews, p.total_subscribers,"
-    " p.active_subscribers, p.total_posts, p.is_featured, p.last_post_at, p.created_at,"
+    " p.active_subscribers, p.total_posts, p.is_featured, p.feature_position, p.last_post_at,"
+    " p.created_at,"
     " p.verification_documents, p.rejection_reason, p.verified_by, p.monthly_revenue,"
     " p.commission_rate::float8 AS commission_rate, p.updated_at, p.deleted_at"
 )
@@ -170,6 +172,7 @@ def _profile(row: asyncpg.Record, *, private: bool) -> AnalystProfile:
         active_subscribers=row["active_subscribers"],
         total_posts=row["total_posts"],
         is_featured=row["is_featured"],
+        feature_position=row["feature_position"],
         last_post_at=row["last_post_at"],
         created_at=row["created_at"],
         private=ProfilePrivate(
@@ -183,6 +186,12 @@ def _profile(row: asyncpg.Record, *, private: bool) -> AnalystProfile:
         if private
         else None,
     )
+
+
+# For the other modules that list profiles (featuring): the same columns and view.
+PROFILE_COLUMNS = _COLUMNS
+PUBLIC_PROFILE = _PUBLIC
+profile_out = _profile
 
 
 def _registration(value: str | None) -> str | None:

@@ -331,28 +331,63 @@ async def respond(request: web.Request, body: AnalystResponse) -> ReviewOut:
     routes,
     "POST",
     "/v1/reviews/{id}/votes",
-    summary="Vote a review helpful (up) or not (down)",
+    summary="Vote a review helpful (up) or not (down); one vote per user, changeable",
     tag="reviews",
     body=HelpfulnessVote,
     response=ReviewOut,
     errors=(403, 404),
 )
 async def vote(request: web.Request, body: HelpfulnessVote) -> ReviewOut:
-    """Votes are counters: each call adds one (see docs/api-notes-content.md)."""
+    """One vote per user and review (analyst.review_votes): voting again the same way
+    changes nothing, the other way switches the vote. The counters follow the votes
+    (database trigger), see docs/api-notes-analyst-finish.md."""
     who = await caller(request)
     review_id = path_uuid(request, "id")
-    column = "helpfulness_upvotes" if body.vote == "up" else "helpfulness_downvotes"
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _live_review(conn, review_id, lock=True)
+        row = await _live_review(conn, review_id)
         if not row["is_approved"]:
             raise NotFound("review not found")
         if who.user_id in (row["user_id"], row["analyst_id"]):
             raise Forbidden("the author and the reviewed analyst cannot vote on a review")
-        row = await conn.fetchrow(
-            f"UPDATE analyst.reviews SET {column} = {column} + 1 WHERE id = $1"
-            f" RETURNING {_COLUMNS}",
+        await conn.execute(
+            "INSERT INTO analyst.review_votes AS v (review_id, user_id, vote)"
+            " VALUES ($1, $2, $3) ON CONFLICT (review_id, user_id)"
+            " DO UPDATE SET vote = EXCLUDED.vote WHERE v.vote <> EXCLUDED.vote",
             review_id,
+            who.user_id,
+            body.vote,
         )
+        row = await _live_review(conn, review_id)
+    return _review_out(row, who)
+
+
+@endpoint(
+    routes,
+    "DELETE",
+    "/v1/reviews/{id}/votes",
+    summary="Withdraw one's helpfulness vote on a review",
+    tag="reviews",
+    response=ReviewOut,
+    errors=(404,),
+)
+async def withdraw_vote(request: web.Request) -> ReviewOut:
+    """404 when the review is not live, or the caller has no vote on it."""
+    who = await caller(request)
+    review_id = path_uuid(request, "id")
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await _live_review(conn, review_id)
+        if not _may_see(row, who):
+            raise NotFound("review not found")
+        if (
+            await conn.execute(
+                "DELETE FROM analyst.review_votes WHERE review_id = $1 AND user_id = $2",
+                review_id,
+                who.user_id,
+            )
+            == "DELETE 0"
+        ):
+            raise NotFound("you have no vote on this review")
+        row = await _live_review(conn, review_id)
     return _review_out(row, who)
 
 

@@ -45,6 +45,17 @@ class RenewalBody(Struct, forbid_unknown_fields=True):
     auto_renewal: bool
 
 
+class TierTerms(Struct):
+    """What the subscription's tier gives (its current terms; prices are the subscription's)."""
+
+    tier_name: str
+    features: list[str]
+    posts_per_day: int | None  # the analyst's posts a day for this tier; null = unlimited
+    chat_access: bool
+    priority_support: bool
+    is_free_tier: bool
+
+
 class SubscriptionOut(Struct):
     id: uuid.UUID
     user_id: uuid.UUID
@@ -71,6 +82,7 @@ class SubscriptionOut(Struct):
     updated_at: datetime
     has_access: bool
     pending_order: Order | None = None
+    tier: TierTerms | None = None
 
 
 class MineQuery(PageQuery, kw_only=True):
@@ -272,8 +284,12 @@ _SELECT = (
     " s.referred_by_invite_link, s.discount_code_used, s.created_at, s.updated_at,"
     f" {HAS_ACCESS} AS has_access,"
     " o.id AS order_payment_id, o.razorpay_order_id, o.amount AS order_amount,"
-    " o.currency AS order_currency, o.status AS order_status"
+    " o.currency AS order_currency, o.status AS order_status,"
+    " tt.tier_name AS tier_tier_name, tt.features AS tier_features,"
+    " tt.posts_per_day AS tier_posts_per_day, tt.chat_access AS tier_chat_access,"
+    " tt.priority_support AS tier_priority_support, tt.is_free_tier AS tier_is_free_tier"
     " FROM analyst.subscriptions s"
+    " JOIN analyst.subscription_tiers tt ON tt.id = s.tier_id"
     " LEFT JOIN LATERAL (SELECT t.id, t.razorpay_order_id, t.amount, t.currency, t.status"
     "                      FROM analyst.payment_transactions t"
     "                     WHERE t.subscription_id = s.id"
@@ -294,7 +310,9 @@ def _out(row: asyncpg.Record) -> SubscriptionOut:
         )
     for key in ("order_payment_id", "razorpay_order_id", "order_amount", "order_currency"):
         del values[key]
-    return msgspec.convert({**values, "pending_order": order}, SubscriptionOut)
+    terms = {name: values.pop(f"tier_{name}") for name in TierTerms.__struct_fields__}
+    terms["features"] = list(terms["features"] or [])
+    return msgspec.convert({**values, "pending_order": order, "tier": terms}, SubscriptionOut)
 
 
 async def load(conn: asyncpg.Connection, subscription_id: uuid.UUID) -> SubscriptionOut:

@@ -93,6 +93,7 @@ class QueueQuery(PageQuery, kw_only=True):
     priority: Priority | None = None
     assigned_to: uuid.UUID | None = None
     unassigned: bool = False
+    priority_support: bool | None = None
 
 
 class TicketOut(Struct):
@@ -115,13 +116,23 @@ class TicketOut(Struct):
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # The user held a subscription with priority support when opening it (tier perk).
+    priority_support: bool = False
 
 
 _COLUMNS = (
     "id, user_id, subject, description, ticket_type, status, priority, assigned_to,"
     " assigned_at, resolution_notes, resolved_at, resolved_by, related_entity_type,"
-    " related_entity_id, attachments, last_response_at, closed_at, created_at, updated_at"
+    " related_entity_id, attachments, last_response_at, closed_at, created_at, updated_at,"
+    " priority_support"
 )
+# Whether user $1 holds, now, an active subscription on a tier with priority support (the
+# tier's terms as bought: a tier deactivated since still serves its subscribers).
+_HAS_PRIORITY_SUPPORT = """EXISTS (
+    SELECT 1 FROM analyst.subscriptions s
+      JOIN analyst.subscription_tiers t ON t.id = s.tier_id
+     WHERE s.user_id = $1 AND s.status = 'active' AND s.deleted_at IS NULL
+       AND (s.expires_at IS NULL OR s.expires_at > now()) AND t.priority_support)"""
 
 
 def _ticket(row: asyncpg.Record) -> TicketOut:
@@ -140,13 +151,16 @@ def _ticket(row: asyncpg.Record) -> TicketOut:
     errors=(401,),
 )
 async def open_ticket(request: web.Request, body: OpenTicketBody) -> TicketOut:
+    """A ticket of a user with priority support (an active subscription on a tier that has
+    it) is marked `priority_support`: staff's queue puts it first within its priority, and
+    staff's answers reach the user at high priority."""
     who = await caller(request)
     if (body.related_entity_type is None) != (body.related_entity_id is None):
         raise BadRequest("give both `related_entity_type` and `related_entity_id`, or neither")
     row = await request.app[POOL].fetchrow(
         f"INSERT INTO analyst.support_tickets (user_id, subject, description, ticket_type,"
-        f" priority, related_entity_type, related_entity_id, attachments)"
-        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}",
+        f" priority, related_entity_type, related_entity_id, attachments, priority_support)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {_HAS_PRIORITY_SUPPORT}) RETURNING {_COLUMNS}",
         who.user_id,
         body.subject,
         body.description,
@@ -208,7 +222,8 @@ async def get_ticket(request: web.Request) -> TicketOut:
     routes,
     "GET",
     "/v1/support/queue",
-    summary="All tickets for support staff: critical first, oldest first within a priority",
+    summary="All tickets for support staff: critical first; within a priority, priority"
+    " support first, then oldest first",
     tag="support",
     query=QueueQuery,
     response=Page[TicketOut],
@@ -218,23 +233,30 @@ async def queue(request: web.Request, query: QueueQuery) -> Page[TicketOut]:
     await admin(request)
     if query.unassigned and query.assigned_to is not None:
         raise BadRequest("give `assigned_to` or `unassigned`, not both")
-    after = decode_cursor(query.cursor, int, datetime, uuid.UUID)
+    after = decode_cursor(query.cursor, int, bool, datetime, uuid.UUID)
     rows = await request.app[POOL].fetch(
         f"SELECT {_COLUMNS}, {_RANK} AS rank FROM analyst.support_tickets"
         f" WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR priority = $2)"
         f"   AND ($3::uuid IS NULL OR assigned_to = $3) AND (NOT $4 OR assigned_to IS NULL)"
-        f"   AND ($5::int IS NULL OR ({_RANK}, created_at, id) > ($5, $6, $7))"
-        f" ORDER BY rank, created_at, id LIMIT $8",
+        f"   AND ($9::boolean IS NULL OR priority_support = $9)"
+        f"   AND ($5::int IS NULL"
+        f"        OR ({_RANK}, NOT priority_support, created_at, id) > ($5, $6, $7, $8))"
+        f" ORDER BY rank, NOT priority_support, created_at, id LIMIT $10",
         query.status,
         query.priority,
         query.assigned_to,
         query.unassigned,
-        *(after or (None, None, None)),
+        *(after or (None, None, None, None)),
+        query.priority_support,
         query.limit + 1,
     )
     ranks = {r["id"]: r["rank"] for r in rows}
     tickets = [_ticket(r) for r in rows]
-    return page_of(tickets, query.limit, lambda t: (ranks[t.id], t.created_at, t.id))
+    return page_of(
+        tickets,
+        query.limit,
+        lambda t: (ranks[t.id], not t.priority_support, t.created_at, t.id),
+    )
 
 
 @endpoint(
@@ -336,7 +358,7 @@ async def move(request: web.Request, body: StatusBody) -> TicketOut:
                 message=row["subject"][:200],
                 related_entity_type="support_ticket",
                 related_entity_id=row["id"],
-                priority="medium",
+                priority="high" if row["priority_support"] else "medium",
             )
     return _ticket(row)
 
