@@ -1,12 +1,18 @@
 # The two commands: `make run` and `make test`. Everything else is a convenience.
 # Each target installs into .venv the extras it needs, at the versions in constraints-dev.txt.
-.PHONY: run test lint constraints loadtest bench race clean
+.PHONY: run test lint constraints loadtest bench race clean demo
 
 run:
 	@bash scripts/run.sh
 
 test:
 	@bash scripts/test.sh $(PYTEST_ARGS)
+
+# Demo users, channels, messages and a notification in every enabled realm that has users, then
+# logins, tokens and sign-in links (run it next to `make run`; again at any time). Admins:
+# bash scripts/demo.sh create-admin --email you@example.com
+demo:
+	@bash scripts/demo.sh $(DEMO_ARGS)
 
 # ruff (lint and format) and mypy, pinned: the same findings on every clone and in CI.
 # All three run (every finding in one go); any finding fails the target.
