@@ -9,8 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from api import openapi, server_api
+from api.access_log import access_middleware
+from api.cors import cors_middleware
 from api.mount import MOUNTED, mount_core, mount_realm
-from api.routes import health, jobs
+from api.routes import dev, docs, health, jobs, metrics, webapp
 from kernel.config import Settings
 from kernel.db import create_pool
 from kernel.realms import Realms, enabled_realms
@@ -39,14 +41,26 @@ def create_app(
     """The API application for `realms` (default: SWITCHBOARD_REALMS); its pool opens on
     startup and closes on cleanup. `resources` preset application keys that realms would
     otherwise fill with their defaults (a test's OTP senders, say)."""
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_middleware])
+    # Outermost first: the access log (request id, metrics) sees every answer, CORS's too.
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        middlewares=[access_middleware, cors_middleware, errors_middleware],
+    )
     app[SETTINGS] = settings
     app[REALMS] = realms if realms is not None else enabled_realms()
     app[MOUNTED] = []
+    app[metrics.API_METRICS] = metrics.ApiMetrics()
     for key, value in (resources or {}).items():
         app[key] = value
     app.cleanup_ctx.append(_database)
-    mount_core(app, [health.routes, openapi.routes, jobs.routes, server_api.routes])
+    pages = [webapp.routes, docs.routes]
+    if dev.enabled(settings):  # the dev mail catcher, before the realms make their senders
+        dev.install(app)
+        pages.append(dev.routes)
+    core = [health.routes, openapi.routes, jobs.routes, metrics.routes, *pages]
+    if settings.server_api_key:  # without a key the server API does not exist (404)
+        core.append(server_api.routes)
+    mount_core(app, core)
     for realm in app[REALMS]:
         mount_realm(app, realm)
     return app

@@ -1,15 +1,18 @@
-"""Prometheus metrics of one gateway process, served at GET /metrics."""
+"""Prometheus metrics of one gateway process, served at GET /metrics (with the process_* and
+python_* collectors, docs/operations.md)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kernel.metrics import process_registry, render
 
 
 class GatewayMetrics:
     """Counters the gateway updates; `render()` gives the text exposition format."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry: CollectorRegistry = process_registry()
         r = self.registry
         self.connections = Gauge(
             "switchboard_connections", "Open authenticated sockets", registry=r
@@ -50,6 +53,11 @@ class GatewayMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
+        self.origins_refused = Counter(
+            "switchboard_origin_refused_total",
+            "WebSocket upgrades refused with 403: Origin not in GATEWAY_ORIGINS",
+            registry=r,
+        )
 
     def delivered(self, recipients: int, sent_at: float, now: float) -> None:
         if recipients:
@@ -57,4 +65,4 @@ class GatewayMetrics:
             self.fanout_latency.observe(max(0.0, now - sent_at))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return render(self.registry)

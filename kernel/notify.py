@@ -12,6 +12,8 @@ from typing import Literal
 
 import asyncpg
 
+from kernel.request_context import current_request_id
+
 Priority = Literal["low", "medium", "high", "urgent"]
 Channel = Literal["in_app", "push", "email"]
 Platform = Literal["android", "ios", "web"]
@@ -140,8 +142,8 @@ ins AS (
 ),
 jobs AS (
     INSERT INTO gateway.notification_deliveries
-        (notification_id, user_id, channel, priority)
-    SELECT i.id, i.user_id, c.channel, :priority
+        (notification_id, user_id, channel, priority, request_id)
+    SELECT i.id, i.user_id, c.channel, :priority, :request_id
       FROM ins i
      CROSS JOIN LATERAL (VALUES ('push', i.send_push), ('email', i.send_email)) c (channel, wanted)
      WHERE c.wanted AND NOT :digest
@@ -149,9 +151,9 @@ jobs AS (
 digests AS (
     -- One digest job per user and local day, due at the user's digest time the next day.
     INSERT INTO gateway.notification_deliveries
-        (user_id, channel, digest_date, priority, next_attempt_at)
+        (user_id, channel, digest_date, priority, next_attempt_at, request_id)
     SELECT i.user_id, 'digest', l.day, 'low',
-           ((l.day + 1) + coalesce(s.digest_at, time '08:00')) AT TIME ZONE l.tz
+           ((l.day + 1) + coalesce(s.digest_at, time '08:00')) AT TIME ZONE l.tz, :request_id
       FROM ins i
       LEFT JOIN gateway.notification_settings s ON s.user_id = i.user_id
      CROSS JOIN LATERAL (
@@ -183,6 +185,7 @@ _TYPES = {
     "priority": "text",
     "group": "text",
     "event_key": "text",
+    "request_id": "text",
 }
 
 
@@ -236,6 +239,9 @@ async def notify(
     for the delivery workers. A notification_group of 'daily_digest' sends no push and no
     e-mail of its own: it joins the user's daily digest e-mail. A user no channel can reach
     gets no row.
+
+    Delivery jobs record the request id bound in this context (the api binds each request's
+    X-Request-Id), so a delivery can be traced to the request that queued it.
     """
     _check(0 < len(event_key) <= 200, "event_key must be 1-200 characters")
     _check(bool(_NAME.match(notification_type)), "notification_type must be lower_snake_case")
@@ -271,6 +277,9 @@ async def notify(
         "priority": priority,
         "group": notification_group,
         "event_key": event_key,
+        # The api request that caused this, if any (kernel/request_context.py); the worker
+        # that delivers a job can name it.
+        "request_id": current_request_id(),
     }
     sql = sql.replace("{audience}", query.sql)
     async with conn.transaction():

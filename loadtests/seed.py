@@ -246,8 +246,10 @@ SELECT p.user_id, t.analyst_id, t.id,
  CROSS JOIN LATERAL (SELECT now() - interval '1 day' * (p.age_roll * 20) AS start_date) s
 """
 
-# The gateway's join rule (gateway/namespaces/community.py, _GATE) applied to every seeded
-# subscription at once: the channels each trader may join, hot ones first.
+# The gateway's join rule (realms/analyst/namespaces/community.py, _GATE) applied to every
+# seeded subscription at once: the channels each trader may join, hot ones first. Support
+# channels are no rooms for traders (they open support conversations), premium ones always
+# need the subscription.
 _JOINABLE = """
 CREATE TEMP TABLE lt_joinable AS
 SELECT s.user_id, c.id AS channel_id, c.hot, c.rank, c.no
@@ -260,7 +262,8 @@ SELECT s.user_id, c.id AS channel_id, c.hot, c.rank, c.no
  WHERE s.status = 'active' AND s.deleted_at IS NULL
    AND (s.expires_at IS NULL OR s.expires_at > now())
    AND ch.is_active AND NOT ch.is_archived AND ch.deleted_at IS NULL
-   AND (NOT ch.require_subscription
+   AND ch.channel_type <> 'support'
+   AND ((NOT ch.require_subscription AND ch.channel_type <> 'premium')
         OR (t.chat_access AND t.deleted_at IS NULL
             AND (mt.id IS NULL OR t.tier_order >= mt.tier_order)))
 """

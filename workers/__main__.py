@@ -18,6 +18,7 @@ from kernel.jobs import Job, SystemClock, next_after
 from kernel.logs import EventLog, setup_logging
 from kernel.realms import enabled_realms
 from workers.delivery import run_delivery
+from workers.metrics import start_metrics
 from workers.scheduler import Scheduler, node_name, run_by_hand
 
 log = EventLog("worker")
@@ -41,12 +42,15 @@ async def _serve(settings: Settings) -> None:
     )
     jobs = declared_jobs()
     scheduler = Scheduler(pool, jobs, clock=SystemClock(), node=node_name())
+    metrics = await start_metrics(pool, settings)  # WORKER_METRICS_PORT; None when off
     log.info("started", node=scheduler.node, jobs=len(jobs))
     try:
         async with asyncio.TaskGroup() as services:
             services.create_task(scheduler.run(stop), name="scheduler")
             services.create_task(run_delivery(pool, settings, stop), name="delivery")
     finally:
+        if metrics is not None:
+            await metrics.close()
         await pool.close()
         log.info("stopped")
 
