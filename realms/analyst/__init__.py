@@ -34,6 +34,7 @@ NOTIFICATION_CATEGORIES = (
     "new_comment",
     "payout_processed",
     "payout_failed",
+    "report_closed",
 )
 
 

@@ -400,10 +400,12 @@ async def test_content_removed_soft_deletes_the_post_and_notifies_its_analyst(
         analyst,
     )
     assert tuple(notice) == ("moderation_action", "post", post)
-    assert (
-        await db.fetchval("SELECT count(*) FROM analyst.notifications WHERE user_id = $1", reporter)
-        == 0
+    told = await db.fetch(  # the reporter learns the report was acted on, nothing more
+        "SELECT notification_type, send_push, send_email FROM analyst.notifications"
+        " WHERE user_id = $1",
+        reporter,
     )
+    assert [tuple(r) for r in told] == [("report_closed", False, False)]
     mine = await _json(
         await api.get(f"/v1/moderation/flags/{report['id']}", headers=_auth(secret, reporter)), 200
     )

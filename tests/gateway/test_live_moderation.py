@@ -135,3 +135,31 @@ async def test_a_user_banned_by_a_moderator_loses_the_socket_and_cannot_come_bac
     )
     refusal = await again.expect("error")
     assert refusal["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("outcome", ["resolved", "dismissed"])
+async def test_the_reporter_learns_at_once_that_their_report_was_closed(
+    api: Any,
+    db: asyncpg.Connection,
+    world: World,
+    connect_as: Connect,
+    secret: str,
+    outcome: str,
+) -> None:
+    reporter = await connect_as(world.other_member)
+    admin = await make_user(db, user_type="admin")
+    flag = await api.post(
+        "/v1/moderation/flags",
+        json={"entity_type": "user", "entity_id": str(world.member), "reason": "spam"},
+        headers=bearer(secret, world.other_member),
+    )
+    assert flag.status == 201, await flag.text()
+    closed = await api.post(
+        f"/v1/moderation/queue/{(await flag.json())['id']}/resolve",
+        json={"outcome": outcome, "notes": "looked into it"},
+        headers=bearer(secret, admin),
+    )
+    assert closed.status == 200, await closed.text()
+    told = await reporter.expect("notification")
+    assert told["notification_type"] == "report_closed"
+    assert outcome in told["title"]

@@ -374,6 +374,7 @@ async def resolve(request: web.Request, body: ResolveBody) -> FlagOut:
             who.user_id,
             body.notes,
         )
+        await _tell_reporter(conn, row, body.outcome)
     return _flag(row)
 
 
@@ -427,7 +428,33 @@ async def take_action(request: web.Request, body: ActionBody) -> FlagOut:
             who.user_id,
             body.notes,
         )
+        await _tell_reporter(conn, row, "action_taken")
     return _flag(row)
+
+
+_OUTCOME_TITLE = {
+    "resolved": "Your report was reviewed and resolved",
+    "dismissed": "Your report was reviewed and dismissed",
+    "action_taken": "Action was taken on your report",
+}
+
+
+async def _tell_reporter(conn: asyncpg.Connection, flag: asyncpg.Record, outcome: str) -> None:
+    """The reporter learns the outcome of their report, in the app at once (their open
+    sockets get the notification), in the flag's transaction."""
+    if flag["reported_by"] is None:
+        return
+    await notify(
+        conn,
+        event_key=f"moderation_flag:{flag['id']}:closed",
+        recipients=[flag["reported_by"]],
+        notification_type="report_closed",
+        title=_OUTCOME_TITLE[outcome],
+        related_entity_type=flag["entity_type"],
+        related_entity_id=flag["entity_id"],
+        send_push=False,
+        send_email=False,
+    )
 
 
 _NOTICE_TITLE = {
