@@ -10,6 +10,10 @@ A socket whose write buffer passes the limit is closed as a slow consumer.
 Writes are coalesced: the frames a room receives during one event-loop iteration (a whole
 group-commit batch, say) are joined and written to each socket with one call, because the
 write system call, not Python, is what a large fan-out spends its time on.
+
+The bus may lose messages (Redis restarted, a publish dropped or timed out): when it says
+so, `request_resync` catches every sequenced room up from the database, in order, with
+nothing delivered twice (docs/protocol.md §14).
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ class Hub:
         self._source_for = source_for
         self.slow_limit = slow_limit_bytes
         self._on_delivered = on_delivered or (lambda _n, _t: None)
+        self._resync_task: asyncio.Task[None] | None = None
+        self._resync_again = False
 
     def members(self, channel: str) -> int:
         room = self._rooms.get(channel)
@@ -233,7 +239,10 @@ class Hub:
             del self._rooms[room.name]
             if room.gap_task is not None:
                 room.gap_task.cancel()
-            await self._unsubscribe(room.name)
+            try:
+                await self._unsubscribe(room.name)
+            except Exception as exc:  # the room is gone here whatever the bus says
+                log.error("unsubscribe_failed", channel=room.name, error=repr(exc))
 
     # --- delivery ---------------------------------------------------------------------------
 
@@ -259,6 +268,11 @@ class Hub:
             room.gap_task = asyncio.create_task(self._fill_gap(room))
 
     def _drain_in_order(self, room: _Room) -> None:
+        if not room.pending:
+            return
+        # What a catch-up from the database delivered meanwhile is not pending any more.
+        for seq in [s for s in room.pending if s <= room.delivered]:
+            del room.pending[seq]
         while room.pending:
             payload = room.pending.pop(room.delivered + 1, None)
             if payload is None:
@@ -283,6 +297,54 @@ class Hub:
                     room.delivered = seq
                     self._deliver(room, seq, payload, time.time())
             self._drain_in_order(room)
+
+    # --- catching up after the bus lost messages -----------------------------------------------
+
+    RESYNC_PAGE = 500
+
+    def request_resync(self) -> None:
+        """Catch every sequenced room up from the database (the bus may have lost messages).
+        Requests made while one runs are folded into one more run after it."""
+        if self._resync_task is not None and not self._resync_task.done():
+            self._resync_again = True
+            return
+        self._resync_task = asyncio.get_running_loop().create_task(
+            self._resync(), name="hub-resync"
+        )
+
+    async def _resync(self) -> None:
+        while True:
+            self._resync_again = False
+            failed: list[str] = []
+            error: BaseException | None = None
+            for room in list(self._rooms.values()):
+                if not room.sequenced or not room.ready.done():
+                    continue
+                try:
+                    await self._catch_up(room)
+                except Exception as exc:  # the database is away too: the next run retries
+                    failed.append(room.name)
+                    error = exc
+            if failed:
+                log.warning("resync_failed", rooms=len(failed), error=repr(error))
+            if not self._resync_again:
+                return
+
+    async def _catch_up(self, room: _Room) -> None:
+        source = self._source_for(room.name)
+        while source is not None and self._rooms.get(room.name) is room:
+            rows = await source.after(room.name, room.delivered, self.RESYNC_PAGE)
+            caught = 0
+            for seq, payload in rows:
+                if seq == room.delivered + 1:  # skip what arrived live meanwhile
+                    room.delivered = seq
+                    self._deliver(room, seq, payload, time.time())
+                    caught += 1
+            self._drain_in_order(room)
+            if caught:
+                log.info("room_caught_up", channel=room.name, messages=caught)
+            if len(rows) < self.RESYNC_PAGE or not caught:
+                return
 
     def _deliver(self, room: _Room, seq: int, payload: bytes, sent_at: float) -> None:
         for held in room.catching_up.values():

@@ -5,6 +5,12 @@ joined socket on a node has a row in gateway.live_members. Presence is the users
 on a live node; a node that stops heartbeating is swept (its rows cascade away), so presence
 expires on its own when a process dies. Joins over a channel's cap are refused here, under
 the channel's row lock, so two nodes cannot both admit the last member.
+
+A leave always completes here, in memory, whatever Postgres says; if its write fails (the
+database is away) the ledger is marked dirty. At the first heartbeat that gets through after
+a failure, or when the heartbeat finds this node swept (a long outage, a paused process),
+the node re-asserts what it owns: its node row, a row for each user still here, none for a
+user gone; then the changed channels are recounted (docs/protocol.md §14).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
@@ -36,6 +42,34 @@ SELECT count(DISTINCT lm.user_id)
  WHERE lm.channel = $1 AND n.heartbeat_at > now() - make_interval(secs => $2)
    AND lm.user_id <> $3::text AND lm.counted
 """
+_UPSERT_NODE = (
+    "INSERT INTO gateway.nodes (node_id) VALUES ($1)"
+    " ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()"
+)
+_DELETE_GONE = """
+DELETE FROM gateway.live_members lm
+ USING unnest($2::text[], $3::text[]) AS gone (channel, user_id)
+ WHERE lm.node_id = $1 AND lm.channel = gone.channel AND lm.user_id = gone.user_id
+RETURNING lm.channel
+"""
+_INSERT_HERE = """
+INSERT INTO gateway.live_members (channel, user_id, node_id, counted)
+SELECT here.channel, here.user_id, $1, here.counted
+  FROM unnest($2::text[], $3::text[], $4::boolean[]) AS here (channel, user_id, counted)
+    ON CONFLICT DO NOTHING
+RETURNING channel
+"""
+Sweep = Callable[[list[str]], Awaitable[None]]
+
+
+class _KeyLock:
+    """A lock with a count of its holders and waiters, so it is dropped only when unused."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 class PresenceLedger:
@@ -55,31 +89,46 @@ class PresenceLedger:
         self.heartbeat_s = heartbeat_s
         self.node_ttl_s = node_ttl_s
         self._local: Counter[tuple[str, str]] = Counter()
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._counted: dict[tuple[str, str], bool] = {}
+        self._locks: dict[tuple[str, str], _KeyLock] = {}
         self._task: asyncio.Task[None] | None = None
+        self._reassert_lock = asyncio.Lock()
+        # Postgres may disagree with _local (a write failed): re-assert at the next heartbeat.
+        self.dirty = False
 
-    def _lock_for(self, key: tuple[str, str]) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def _holding(self, key: tuple[str, str]) -> AsyncIterator[None]:
         # One lock per (channel, user): joins of different users do not wait for each other.
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
 
-    async def start(self, sweep: Callable[[list[str]], Awaitable[None]]) -> None:
-        await self.pool.execute(
-            "INSERT INTO gateway.nodes (node_id) VALUES ($1)"
-            " ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()",
-            self.node_id,
-        )
+    async def start(self, sweep: Sweep) -> None:
+        await self.pool.execute(_UPSERT_NODE, self.node_id)
         self._task = asyncio.create_task(self._heartbeat(sweep), name="presence-heartbeat")
 
-    async def _heartbeat(self, sweep: Callable[[list[str]], Awaitable[None]]) -> None:
+    async def _heartbeat(self, sweep: Sweep) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
-                await self.pool.execute(
+                status = await self.pool.execute(
                     "UPDATE gateway.nodes SET heartbeat_at = now() WHERE node_id = $1", self.node_id
                 )
+                if status == "UPDATE 0":  # swept while we were silent: our rows are gone
+                    log.warning("node_was_swept", node=self.node_id)
+                    self.dirty = True
+                if self.dirty:
+                    changed = await self.reassert()
+                    if changed:
+                        await sweep(changed)
                 rows = await self.pool.fetch(
                     "WITH dead AS (DELETE FROM gateway.nodes"
                     "  WHERE heartbeat_at < now() - make_interval(secs => $1) RETURNING node_id)"
@@ -89,8 +138,61 @@ class PresenceLedger:
                 )
                 if rows:
                     await sweep([r["channel"] for r in rows])
-            except (OSError, asyncpg.PostgresError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.dirty = True  # what failed meanwhile is repaired at the next beat
                 log.error("heartbeat_failed", node=self.node_id, error=repr(exc))
+            except Exception:
+                self.dirty = True
+                log.exception("heartbeat_crashed", node=self.node_id)
+
+    async def reassert(self) -> list[str]:
+        """Make this node's rows in Postgres match its sockets: the node row back if it was
+        swept, a row for each (channel, user) still here, none for one gone. Returns the
+        channels whose rows changed (their counts are to be recomputed)."""
+        async with self._reassert_lock:
+            self.dirty = False
+            try:
+                await self.pool.execute(_UPSERT_NODE, self.node_id)
+                rows = await self.pool.fetch(
+                    "SELECT channel, user_id FROM gateway.live_members WHERE node_id = $1",
+                    self.node_id,
+                )
+                keys = sorted({(r["channel"], r["user_id"]) for r in rows} | set(self._local))
+                async with contextlib.AsyncExitStack() as held:
+                    # Under each key's lock no join or leave of that key is half done.
+                    for key in keys:
+                        await held.enter_async_context(self._holding(key))
+                    here = [k for k in keys if self._local.get(k, 0) > 0]
+                    gone = [k for k in keys if self._local.get(k, 0) <= 0]
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        await conn.execute(_UPSERT_NODE, self.node_id)
+                        deleted = await conn.fetch(
+                            _DELETE_GONE,
+                            self.node_id,
+                            [c for c, _ in gone],
+                            [u for _, u in gone],
+                        )
+                        inserted = await conn.fetch(
+                            _INSERT_HERE,
+                            self.node_id,
+                            [c for c, _ in here],
+                            [u for _, u in here],
+                            [self._counted.get(k, True) for k in here],
+                        )
+            except BaseException:
+                self.dirty = True
+                raise
+        changed = sorted({r["channel"] for r in deleted} | {r["channel"] for r in inserted})
+        log.info(
+            "presence_reasserted",
+            node=self.node_id,
+            removed=len(deleted),
+            restored=len(inserted),
+            channels=len(changed),
+        )
+        return changed
 
     async def close(self) -> None:
         if self._task is not None:
@@ -118,27 +220,37 @@ class PresenceLedger:
         socket in the channel on this node.
         """
         key = (channel, user_id)
-        async with self._lock_for(key):
+        async with self._holding(key):
             if self._local[key] > 0:
                 self._local[key] += 1
                 return False
-            async with self.pool.acquire() as conn, conn.transaction():
-                if lock_sql:
-                    await conn.execute(lock_sql, lock_arg)
-                if cap is not None:
-                    present = await conn.fetchval(_COUNT_OTHERS, channel, self.node_ttl_s, user_id)
-                    if present >= cap:
-                        raise Forbidden(f"channel is full ({cap} members)")
-                await conn.execute(
-                    "INSERT INTO gateway.live_members (channel, user_id, node_id, counted)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    channel,
-                    user_id,
-                    self.node_id,
-                    counted,
-                )
-                await on_count(conn, channel, await conn.fetchval(_COUNT, channel, self.node_ttl_s))
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if lock_sql:
+                        await conn.execute(lock_sql, lock_arg)
+                    if cap is not None:
+                        present = await conn.fetchval(
+                            _COUNT_OTHERS, channel, self.node_ttl_s, user_id
+                        )
+                        if present >= cap:
+                            raise Forbidden(f"channel is full ({cap} members)")
+                    await conn.execute(
+                        "INSERT INTO gateway.live_members (channel, user_id, node_id, counted)"
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        channel,
+                        user_id,
+                        self.node_id,
+                        counted,
+                    )
+                    count = await conn.fetchval(_COUNT, channel, self.node_ttl_s)
+                    await on_count(conn, channel, count)
+            except Forbidden:
+                raise
+            except BaseException:  # a commit cut short may have kept the row: look again
+                self.dirty = True
+                raise
             self._local[key] = 1
+            self._counted[key] = counted
             return True
 
     async def leave(
@@ -150,29 +262,38 @@ class PresenceLedger:
         lock_arg: object,
         on_count: CountHook,
     ) -> bool:
-        """Count a socket out; True when it was the user's last one here on this node."""
+        """Count a socket out; True when it was the user's last one here on this node.
+
+        Never fails for want of Postgres: the count here is what matters for this node, and a
+        row left behind is removed when the ledger re-asserts itself (see `reassert`)."""
         key = (channel, user_id)
-        async with self._lock_for(key):
+        async with self._holding(key):
             if self._local[key] <= 0:
                 return False
             self._local[key] -= 1
             if self._local[key] > 0:
                 return False
             del self._local[key]
-            async with self.pool.acquire() as conn, conn.transaction():
-                if lock_sql:
-                    await conn.execute(lock_sql, lock_arg)
-                await conn.execute(
-                    "DELETE FROM gateway.live_members"
-                    " WHERE channel = $1 AND user_id = $2 AND node_id = $3",
-                    channel,
-                    user_id,
-                    self.node_id,
-                )
-                await on_count(conn, channel, await conn.fetchval(_COUNT, channel, self.node_ttl_s))
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked() and self._local.get(key, 0) == 0:
-            del self._locks[key]
+            self._counted.pop(key, None)
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if lock_sql:
+                        await conn.execute(lock_sql, lock_arg)
+                    await conn.execute(
+                        "DELETE FROM gateway.live_members"
+                        " WHERE channel = $1 AND user_id = $2 AND node_id = $3",
+                        channel,
+                        user_id,
+                        self.node_id,
+                    )
+                    count = await conn.fetchval(_COUNT, channel, self.node_ttl_s)
+                    await on_count(conn, channel, count)
+            except Exception as exc:
+                self.dirty = True
+                log.error("presence_leave_deferred", channel=channel, error=repr(exc))
+            except BaseException:  # cancelled: whether it committed is unknown
+                self.dirty = True
+                raise
         return True
 
     async def recount(self, channel: str, on_count: CountHook) -> None:

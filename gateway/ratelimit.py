@@ -5,10 +5,17 @@ that channel are younger than 60 s (an earlier send at time t counts while now -
 as `created_at > now() - interval '1 minute'` in SQL). It is kept as a sliding-window log:
 in Redis (one sorted set per user and channel, updated atomically by a Lua script) so it
 holds across gateway processes, or in process memory when there is no REDIS_URL.
+
+Redis must answer within GATEWAY_REDIS_TIMEOUT. When it does not (down, paused, failing), the
+send is judged by the same rule on a window kept in this process's memory, and Redis is
+tried again RETRY_S later: the limit then holds per gateway process rather than across them
+(at most limit x processes per minute). It fails neither open (no limit) nor closed (every
+send refused while Redis is away); docs/protocol.md §14.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -17,7 +24,11 @@ from typing import NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 
+from gateway.bus import REDIS_ERRORS, RedisHealth
+
 WINDOW_MS = 60_000
+RETRY_S = 2.0  # after Redis failed to answer, judge locally this long before trying it again
+LOCAL = "m:"  # prefix of the tokens of sends judged by the in-process window
 
 
 class Verdict(NamedTuple):
@@ -80,25 +91,60 @@ return {0, tonumber(oldest[2]) + window - now + 1}
 
 
 class RedisChatRateLimiter:
-    """The same log in Redis, so every gateway process counts the same sends."""
+    """The same log in Redis, so every gateway process counts the same sends; a window in
+    process memory stands in while Redis does not answer within `timeout_s`."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        timeout_s: float = 1.0,
+        health: RedisHealth | None = None,
+    ) -> None:
         self._client = client
         self._script = client.register_script(_HIT)
+        self._timeout = timeout_s
+        self._health = health or RedisHealth()
+        self._local = MemoryChatRateLimiter()
+        self._skip_until = 0.0  # monotonic time before which Redis is not asked
 
     async def hit(
         self, user_id: str, channel_id: str, limit: int, now_ms: int | None = None
     ) -> Verdict:
         now = _now_ms() if now_ms is None else now_ms
-        token = f"{now}-{uuid.uuid4().hex[:8]}"
-        allowed, retry = await self._script(
-            keys=[f"sb:rl:{user_id}:{channel_id}"], args=[now, WINDOW_MS, limit, token]
-        )
-        return Verdict(bool(allowed), int(retry), token if allowed else "")
+        if time.monotonic() >= self._skip_until:
+            token = f"{now}-{uuid.uuid4().hex[:8]}"
+            try:
+                async with asyncio.timeout(self._timeout):
+                    allowed, retry = await self._script(
+                        keys=[f"sb:rl:{user_id}:{channel_id}"],
+                        args=[now, WINDOW_MS, limit, token],
+                    )
+            except REDIS_ERRORS as exc:
+                self._skip_until = time.monotonic() + RETRY_S
+                self._health.failed("ratelimit", exc, RETRY_S)
+            else:
+                self._health.recovered("ratelimit")
+                if self._local._log:  # Redis is back: the stand-in's windows are done with
+                    self._local = MemoryChatRateLimiter()
+                return Verdict(bool(allowed), int(retry), token if allowed else "")
+        self._health.ratelimit_fallbacks.inc()
+        verdict = await self._local.hit(user_id, channel_id, limit, now)
+        return verdict._replace(token=LOCAL + verdict.token if verdict.allowed else "")
 
     async def release(self, user_id: str, channel_id: str, token: str) -> None:
-        if token:
-            await self._client.zrem(f"sb:rl:{user_id}:{channel_id}", token)
+        """Best effort: a release Redis misses over-counts one send for up to 60 s."""
+        if token.startswith(LOCAL):
+            await self._local.release(user_id, channel_id, token[len(LOCAL) :])
+            return
+        if not token or time.monotonic() < self._skip_until:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.zrem(f"sb:rl:{user_id}:{channel_id}", token)
+        except REDIS_ERRORS as exc:
+            self._skip_until = time.monotonic() + RETRY_S
+            self._health.failed("ratelimit", exc, RETRY_S)
 
 
 class FrameBudget:

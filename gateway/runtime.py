@@ -12,8 +12,10 @@ from typing import Any
 import asyncpg
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from gateway.bus import Bus, LocalBus, RedisBus
+from gateway.bus import Bus, LocalBus, RedisBus, RedisHealth
 from gateway.fanout import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.namespaces.user import UserNamespace
@@ -92,9 +94,7 @@ class Gateway:
             application_name="switchboard-gateway",
         )
         if s.redis_url:
-            self._redis = aioredis.from_url(s.redis_url)
-            self.bus = RedisBus(self._redis)
-            self.chat_limiter = RedisChatRateLimiter(self._redis)
+            self._open_redis(s.redis_url)
         else:
             self.bus = LocalBus()
             self.chat_limiter = MemoryChatRateLimiter()
@@ -106,7 +106,7 @@ class Gateway:
             slow_limit_bytes=s.gateway_slow_consumer_bytes,
             on_delivered=lambda n, sent: self.metrics.delivered(n, sent, time.time()),
         )
-        await self.bus.start(self.hub.on_bus)
+        await self.bus.start(self.hub.on_bus, self.hub.request_resync)
         self.presence = PresenceLedger(
             self.pool,
             self.node_id,
@@ -124,6 +124,31 @@ class Gateway:
         self.notifications.attach(self.listener)
         await self.listener.start()
         log.info("started", node=self.presence.node_id, bus=type(self.bus).__name__)
+
+    def _open_redis(self, url: str) -> None:
+        """Bus and rate limiter on Redis, every round trip bounded by GATEWAY_REDIS_TIMEOUT
+        and never retried behind our back (each caller has its own fallback)."""
+        timeout = self.settings.gateway_redis_timeout_s
+        self._redis = aioredis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        health = RedisHealth(self.metrics.registry)
+        self.bus = RedisBus(
+            self._redis,
+            timeout_s=timeout,
+            queue_size=self.settings.gateway_publish_queue,
+            health=health,
+        )
+        self.chat_limiter = RedisChatRateLimiter(self._redis, timeout_s=timeout, health=health)
+
+    def degraded(self) -> dict[str, str]:
+        """What this process runs without right now (`redis` -> the failing parts); empty
+        when healthy. /healthz reports it; acks and local delivery go on regardless."""
+        failing = self.bus.degraded()
+        return {"redis": ", ".join(sorted(failing))} if failing else {}
 
     async def close(self) -> None:
         if self.listener is not None:
