@@ -6,7 +6,7 @@ joined at that moment and never written: no seq, no history, no resume, no edit,
 pin, flag or read, and nobody is counted against max_members or announced as joined/left.
 It is for what loses its value within seconds (reactions during a live session, "going live
 now", ticks), like a Phoenix channel or a Centrifugo channel without history. A `send` is
-acknowledged once published (locally, or to Redis with several processes); the channel's
+acknowledged once delivered locally and queued for the other gateways (§14); the channel's
 rate rule applies, counted apart from the stored room's. docs/adr/0004-live-channels.md.
 """
 
