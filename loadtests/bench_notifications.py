@@ -1,15 +1,22 @@
 """Notification benchmarks (an asyncio harness, not a test): how fast one `notify()` creates a
 large fan-out, how fast the real delivery workers drain the outbox against local provider
-stand-ins, and how long an in-app notification takes from commit to the user's socket.
+stand-ins (one channel at a time, and one urgent post's push and e-mail jobs together), and
+how long an in-app notification takes from commit to the user's socket.
 
 Each part builds its own throwaway database (and gateway, worker and stand-in processes) on
 loopback, prints progress, and merges its figures into loadtests/results/notifications.json
 for `loadtests.report`.
 
-    python -m loadtests.bench_notifications                  # all three parts, default sizes
+    python -m loadtests.bench_notifications                  # every part, default sizes
     python -m loadtests.bench_notifications --parts creation --subscribers 100000
     python -m loadtests.bench_notifications --parts delivery --push-jobs 5000 --email-jobs 2000
+    python -m loadtests.bench_notifications --parts drain --drain-subscribers 100000
+    python -m loadtests.bench_notifications --parts drain --drain-subscribers 10000 --fail-every 50
     python -m loadtests.bench_notifications --parts inapp --users 200 --rate 100 --duration 10
+
+`drain` reports jobs/s, the time to drain all of one urgent post's jobs (a push and an e-mail
+per subscriber) and, per channel, percentiles of commit-to-sent latency and of the time jobs
+(and retries, with --fail-every) waited for a worker after falling due.
 
 The stand-ins are those of the tests (tests/notifications/fakes.py): an FCM HTTP v1 server
 with its OAuth token endpoint (google-auth signs a real JWT with a generated key) and an
@@ -24,6 +31,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import resource
 import signal
 import statistics
@@ -45,7 +53,7 @@ from loadtests.bench_gateway import HOST, RESULTS, ROOT, Stack, machine, percent
 from loadtests.wsclient import BenchSocket, open_socket
 
 RESULT_FILE = RESULTS / "notifications.json"
-PARTS = ("creation", "delivery", "inapp")
+PARTS = ("creation", "delivery", "drain", "inapp")
 PUBLIC_BASE = "https://switchboard.example"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Hidden roles of this module, run in child processes.
@@ -264,13 +272,14 @@ class StandIns:
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict[str, str] = {}
 
-    async def start(self, workdir: Path) -> None:
+    async def start(self, workdir: Path, fail_every: int = 0) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "loadtests.bench_notifications",
             STAND_INS_ROLE,
             str(workdir),
+            str(fail_every),
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -301,11 +310,13 @@ class StandIns:
             await self.proc.wait()
 
 
-async def serve_stand_ins(workdir: Path) -> None:
-    """Child process: run the stand-ins until stdin closes; answer `count` lines."""
+async def serve_stand_ins(workdir: Path, fail_every: int) -> None:
+    """Child process: run the stand-ins until stdin closes; answer `count` lines. The SMTP
+    sink counts messages without parsing them (the stand-ins share the machine's 2 cores)."""
     from tests.notifications.fakes import FakeFcm, SmtpSink
 
-    fcm, smtp = FakeFcm(workdir), SmtpSink()
+    fcm, smtp = FakeFcm(workdir), SmtpSink(parse=False)
+    fcm.fail_first_every = fail_every
     await fcm.start()
     await smtp.start()
     info = {
@@ -324,7 +335,8 @@ async def serve_stand_ins(workdir: Path) -> None:
                     "fcm_requests": len(fcm.requests),
                     "fcm_sent": len(fcm.sent),
                     "oauth_tokens": fcm.tokens_issued,
-                    "smtp_messages": len(smtp.messages),
+                    "smtp_messages": smtp.accepted,
+                    "smtp_sessions": smtp.sessions,
                 }
                 print(json.dumps(counts), flush=True)
     finally:
@@ -353,8 +365,9 @@ async def serve_worker(pool_size: int) -> None:
 
 
 def concurrency_settings(workers: int, pool_size: int) -> dict[str, object]:
-    """What bounds concurrency in each worker, read from the code's own defaults."""
-    from workers.delivery.email import SmtpTransport
+    """What bounds concurrency in each worker: the settings the workers were started with
+    (FCM_CONCURRENCY, SMTP_CONNECTIONS) and the code's own defaults."""
+    from kernel.config import Settings
     from workers.delivery.outbox import Outbox
     from workers.delivery.push import PushSender
     from workers.delivery.worker import DeliveryWorker
@@ -362,14 +375,18 @@ def concurrency_settings(workers: int, pool_size: int) -> dict[str, object]:
     def default(func: Any, name: str) -> Any:
         return inspect.signature(func).parameters[name].default
 
+    defaults = Settings(database_url="", secret="")
     return {
         "workers": workers,
         "worker_pool": pool_size,
-        "claim_batch": default(DeliveryWorker.__init__, "batch_size"),
-        "push_threads": default(PushSender.__init__, "threads"),
+        "fcm_concurrency": int(os.environ.get("FCM_CONCURRENCY") or defaults.fcm_concurrency),
+        "smtp_connections": int(os.environ.get("SMTP_CONNECTIONS") or defaults.smtp_connections),
         "push_deadline_s": default(PushSender.__init__, "deadline_s"),
-        "smtp_connections": default(SmtpTransport.__init__, "connections"),
         "lease_s": default(Outbox.__init__, "lease_s"),
+        # read by loadtests/report.py's delivery section (written for the batch-at-a-time
+        # worker): run_once's batch, and the push threads (= FCM_CONCURRENCY)
+        "claim_batch": default(DeliveryWorker.__init__, "batch_size"),
+        "push_threads": int(os.environ.get("FCM_CONCURRENCY") or defaults.fcm_concurrency),
     }
 
 
@@ -556,7 +573,7 @@ async def drain_channel(
         f" (failed {row['failed']}, skipped {row['skipped']}, open {row['open']});"
         f" stand-ins received {received}; CPU {cpu}"
     )
-    say(f"{channel}: claim batches {batches}")
+    say(f"{channel}: claim batches {batches}; latency {spread_ms(times)}")
     for error in errors:
         say(f"{channel}: last_error x{error['count']}: {error['last_error'][:200]}")
     step = max(0.05, seconds / 100) if times else 1.0
@@ -578,6 +595,11 @@ async def drain_channel(
         "seconds": round(seconds, 3),
         "per_s": round(rate, 1),
         "first_sent_s": round(times[0], 3) if times else None,
+        "latency": spread_ms(times),
+        # CPU the worker processes spent per job: what a busy machine does not inflate
+        "worker_cpu_ms_per_job": round(cpu["workers_cpu_pct"] * seconds * 10 / sent, 3)
+        if sent
+        else None,
         "received": received,
         "batches": batches,
         "errors": [f"{e['count']} x {e['last_error'][:200]}" for e in errors],
@@ -649,6 +671,213 @@ async def delivery_run(
             return {
                 "concurrency": settings,
                 "channels": channels,
+                "worker_log_problems": len(problems),
+            }
+        finally:
+            await stop_processes(procs)
+            await stand_ins.close()
+            await stack.close()
+
+
+# --- 2b. drain: one urgent post's push and e-mail jobs together -------------------------------
+
+
+def spread_ms(seconds: Sequence[float]) -> dict[str, float | None]:
+    """p50/p90/p99/max of durations in seconds, as milliseconds."""
+    if not seconds:
+        return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+    values = list(seconds)
+    return {
+        "p50_ms": round(percentile(values, 50) * 1000, 1),
+        "p90_ms": round(percentile(values, 90) * 1000, 1),
+        "p99_ms": round(percentile(values, 99) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
+_LOG_FIELD = re.compile(r" (channel|attempt|waited_ms)=(\S+)")
+
+
+def waits_from_logs(logdir: Path) -> dict[str, dict[str, list[float]]]:
+    """From the workers' `delivery` lines: per channel, how long first attempts and retries
+    waited for a worker after falling due (seconds)."""
+    waits: dict[str, dict[str, list[float]]] = {}
+    for path in sorted(logdir.glob("worker-*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if " event=delivery " not in line:
+                continue
+            fields = dict(_LOG_FIELD.findall(line))
+            if "waited_ms" not in fields or not fields["waited_ms"].lstrip("-").isdigit():
+                continue
+            kind = "first" if fields.get("attempt") == "1" else "retry"
+            channel = waits.setdefault(fields.get("channel", "?"), {"first": [], "retry": []})
+            channel[kind].append(max(0, int(fields["waited_ms"])) / 1000)
+    return waits
+
+
+_PROGRESS_ALL = """
+SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
+       count(*) FILTER (WHERE status = 'sent') AS sent
+  FROM gateway.notification_deliveries
+"""
+
+_CHANNEL_FIGURES = """
+SELECT channel,
+       count(*) AS jobs,
+       count(*) FILTER (WHERE status = 'sent') AS sent,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
+       count(*) FILTER (WHERE status = 'sent' AND attempts > 1) AS retried,
+       array_agg(extract(epoch FROM sent_at)::float8) FILTER (WHERE status = 'sent') AS sent_at
+  FROM gateway.notification_deliveries
+ GROUP BY channel
+ ORDER BY channel
+"""
+
+
+async def bench_drain(
+    base_dsn: str,
+    subscribers: int,
+    worker_counts: list[int],
+    pool_size: int,
+    fail_every: int,
+    timeout: float,
+) -> None:
+    """One run per worker count, each on a fresh database with fresh stand-ins."""
+    background = await background_cpu()
+    runs = []
+    for workers in worker_counts:
+        runs.append(await drain_run(base_dsn, subscribers, workers, pool_size, fail_every, timeout))
+    command = f"--parts drain --drain-subscribers {subscribers}"
+    command += f" --workers {' '.join(map(str, worker_counts))} --worker-pool {pool_size}"
+    if fail_every:
+        command += f" --fail-every {fail_every}"
+    write_part("drain", {"command": command, "background_cpu_pct": background, "runs": runs})
+
+
+async def drain_run(
+    base_dsn: str, subscribers: int, workers: int, pool_size: int, fail_every: int, timeout: float
+) -> dict[str, object]:
+    """`subscribers` of one analyst, each with a device and a verified address; one urgent post
+    notifies them all (in-app, push, e-mail) while the workers listen; time until the last job
+    is sent, counted from just before the COMMIT that makes the jobs claimable."""
+    stack = Stack(base_dsn)
+    stand_ins = StandIns()
+    procs: list[asyncio.subprocess.Process] = []
+    with tempfile.TemporaryDirectory(prefix="sb-bench-drain-") as tmp:
+        workdir = Path(tmp)
+        try:
+            conn = await stack.database()
+            started = time.monotonic()
+            analyst = await seed_audience(conn, subscribers)
+            await conn.execute("VACUUM ANALYZE")
+            say(f"seeded {subscribers:,} subscribers in {time.monotonic() - started:.1f} s")
+            await stand_ins.start(workdir, fail_every)
+            procs = await start_workers(stack, stand_ins, workers, pool_size, workdir)
+            assert stand_ins.proc is not None
+            settings = concurrency_settings(workers, pool_size)
+            say(
+                f"workers: {settings}"
+                + (f"; every {fail_every}th token fails once" if fail_every else "")
+            )
+            meter = CpuMeter({"workers": [p.pid for p in procs], "stand_ins": [stand_ins.proc.pid]})
+            before = await stand_ins.counts()
+            started = time.monotonic()
+            async with conn.transaction():
+                created = await notify(
+                    conn,
+                    event_key=f"post:{uuid.uuid4()}:published",
+                    recipients=subscribers_of(analyst),
+                    notification_type="urgent_post",
+                    title="Exit NIFTY longs now",
+                    message="Stop-loss at 22,100 is being tested; exit longs.",
+                    action_url="https://app.switchboard.example/posts/bench",
+                    related_entity_type="post",
+                    priority="urgent",
+                )
+                meter.start()
+                committed_at = time.time()  # just before COMMIT: the jobs become claimable
+            say(f"notify() made {created:,} notifications in {time.monotonic() - started:.1f} s")
+            deadline = time.monotonic() + timeout
+            next_report = time.monotonic() + 5
+            while True:
+                row = await conn.fetchrow(_PROGRESS_ALL)
+                assert row is not None
+                if row["open"] == 0:
+                    break
+                if time.monotonic() > deadline:
+                    say(f"timed out after {timeout:g} s with {row['open']:,} jobs open")
+                    break
+                if time.monotonic() >= next_report:
+                    so_far = time.time() - committed_at
+                    say(f"{row['sent']:,} sent, {row['open']:,} open after {so_far:.1f} s")
+                    next_report += 5
+                await asyncio.sleep(0.2)
+            cpu = meter.stop()
+            after = await stand_ins.counts()
+            figures = await conn.fetch(_CHANNEL_FIGURES)
+            await conn.close()
+            await stop_processes(procs)
+            procs = []
+            waits = waits_from_logs(workdir)
+            problems = [p for p in log_problems(workdir) if "event=fcm_project_paused" not in p]
+            channels: list[dict[str, object]] = []
+            for f in figures:
+                latencies = sorted(t - committed_at for t in f["sent_at"] or ())
+                seconds = latencies[-1] if latencies else 0.0
+                waited = waits.get(f["channel"], {"first": [], "retry": []})
+                channels.append(
+                    {
+                        "channel": f["channel"],
+                        "jobs": f["jobs"],
+                        "sent": f["sent"],
+                        "failed": f["failed"],
+                        "skipped": f["skipped"],
+                        "open": f["open"],
+                        "retried": f["retried"],
+                        "seconds": round(seconds, 2),
+                        "per_s": round(f["sent"] / seconds, 1) if seconds > 0 else 0.0,
+                        "latency": spread_ms(latencies),
+                        "waited": spread_ms(waited["first"]),
+                        "retry_waited": spread_ms(waited["retry"]),
+                    }
+                )
+            jobs = sum(int(str(c["jobs"])) for c in channels)
+            sent = sum(int(str(c["sent"])) for c in channels)
+            drain_s = max((float(str(c["seconds"])) for c in channels), default=0.0)
+            received = {k: after[k] - before[k] for k in after}
+            say(
+                f"{workers} worker(s): {sent:,}/{jobs:,} jobs sent in {drain_s:.1f} s ="
+                f" {sent / drain_s if drain_s else 0:,.0f} jobs/s; stand-ins received {received};"
+                f" CPU {cpu}, workers {cpu['workers_cpu_pct'] * drain_s * 10 / max(1, sent):.2f}"
+                " ms per job"
+            )
+            for c in channels:
+                say(
+                    f"  {c['channel']}: {c['sent']:,} sent ({c['retried']} after a retry) in"
+                    f" {c['seconds']} s = {c['per_s']}/s; commit-to-sent {c['latency']};"
+                    f" waited after due {c['waited']}; retries waited {c['retry_waited']}"
+                )
+            if problems:
+                say(f"{len(problems)} warning/error lines in the worker logs; first ones:")
+                for line in problems[:5]:
+                    say(f"  {line}")
+            return {
+                "subscribers": subscribers,
+                "notifications": created,
+                "concurrency": settings,
+                "fail_every": fail_every,
+                "jobs": jobs,
+                "sent": sent,
+                "drain_seconds": round(drain_s, 2),
+                "jobs_per_s": round(sent / drain_s, 1) if drain_s else 0.0,
+                "received": received,
+                "channels": channels,
+                **cpu,
+                "worker_cpu_ms_per_job": round(cpu["workers_cpu_pct"] * drain_s * 10 / sent, 3)
+                if sent
+                else None,
                 "worker_log_problems": len(problems),
             }
         finally:
@@ -804,13 +1033,22 @@ async def run_parts(args: argparse.Namespace, dsn: str) -> None:
         await bench_delivery(
             dsn, args.push_jobs, args.email_jobs, args.workers, args.worker_pool, args.timeout
         )
+    if "drain" in args.parts:
+        await bench_drain(
+            dsn,
+            args.drain_subscribers,
+            args.workers,
+            args.worker_pool,
+            args.fail_every,
+            args.drain_timeout,
+        )
     if "inapp" in args.parts:
         await bench_inapp(dsn, args.users, args.rate, args.duration)
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == STAND_INS_ROLE:
-        asyncio.run(serve_stand_ins(Path(sys.argv[2])))
+    if len(sys.argv) == 4 and sys.argv[1] == STAND_INS_ROLE:
+        asyncio.run(serve_stand_ins(Path(sys.argv[2]), int(sys.argv[3])))
         return
     if len(sys.argv) == 3 and sys.argv[1] == WORKER_ROLE:
         asyncio.run(serve_worker(int(sys.argv[2])))
@@ -837,6 +1075,20 @@ def main() -> None:
         default=10,
         help="DB pool size per worker (`python -m workers` uses max(DB_POOL_MAX, 10))",
     )
+    drain = parser.add_argument_group("drain: one urgent post's push and e-mail jobs together")
+    drain.add_argument(
+        "--drain-subscribers",
+        type=int,
+        default=100_000,
+        help="subscribers of the post (a push and an e-mail job each); 10000 for a quick run",
+    )
+    drain.add_argument(
+        "--fail-every",
+        type=int,
+        default=0,
+        help="FCM answers 503 to the first send to every Nth token (0: never)",
+    )
+    drain.add_argument("--drain-timeout", type=float, default=1800, help="seconds, at most")
     inapp = parser.add_argument_group("inapp: commit-to-socket latency through one gateway")
     inapp.add_argument("--users", type=int, default=200, help="connected users")
     inapp.add_argument("--rate", type=float, default=100, help="notifications committed per s")

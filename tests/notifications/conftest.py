@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
 from kernel.config import Settings
@@ -18,7 +19,7 @@ from kernel.notify import register_device
 from tests.factories import make_user
 from tests.gateway.conftest import connect_as, gw, start_gateway  # noqa: F401  (fixtures)
 from tests.notifications.fakes import FakeClock, FakeFcm, SmtpSink
-from workers.delivery import build_senders
+from workers.delivery import build_senders, close_senders
 from workers.delivery.outbox import Clock, Outbox, RetryPolicy
 from workers.delivery.push import PushSender
 from workers.delivery.worker import DeliveryWorker
@@ -84,14 +85,22 @@ async def make_worker(
         lease_s: float = 60.0,
         push_deadline_s: float | None = None,
         clock: Clock = clock,
+        policy: RetryPolicy | None = None,
+        fcm_concurrency: int | None = None,
+        smtp_connections: int | None = None,
         **kw: Any,
     ) -> DeliveryWorker:
-        senders = build_senders(pool, settings)
+        configured = settings
+        if fcm_concurrency is not None:
+            configured = msgspec.structs.replace(configured, fcm_concurrency=fcm_concurrency)
+        if smtp_connections is not None:
+            configured = msgspec.structs.replace(configured, smtp_connections=smtp_connections)
+        senders = build_senders(pool, configured)
         push = senders["push"]
         assert isinstance(push, PushSender)
         if push_deadline_s is not None:
             push.deadline_s = push_deadline_s
-        policy = RetryPolicy(rng=random.Random(7))
+        policy = policy or RetryPolicy(rng=random.Random(7))
         worker = DeliveryWorker(
             Outbox(pool, name, lease_s=lease_s, policy=policy), senders, clock=clock, **kw
         )
@@ -100,9 +109,7 @@ async def make_worker(
 
     yield make
     for worker in built:
-        push = worker.senders.get("push")
-        if isinstance(push, PushSender):
-            push.close()
+        await close_senders(worker.senders)
 
 
 async def drain(worker: DeliveryWorker, rounds: int = 20) -> int:

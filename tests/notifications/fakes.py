@@ -10,6 +10,7 @@ import email
 import email.policy
 import json
 import uuid
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -99,6 +100,46 @@ def rate_limited(retry_after: int) -> FcmReply:
     return FcmReply(429, body, {"Retry-After": str(retry_after)})
 
 
+def device_rate_limited(retry_after: int | None = None) -> FcmReply:
+    """A 429 for one device's message rate (FCM: QUOTA_EXCEEDED, with a QuotaFailure naming
+    the device)."""
+    body = fcm_error(
+        429, "RESOURCE_EXHAUSTED", "Device message rate exceeded.", errorCode="QUOTA_EXCEEDED"
+    )
+    body["error"]["details"].append(
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [{"subject": "device", "description": "Device message rate exceeded."}],
+        }
+    )
+    return FcmReply(429, body, {"Retry-After": str(retry_after)} if retry_after else {})
+
+
+def project_rate_limited(retry_after: int | None = None) -> FcmReply:
+    """A 429 for the project's send quota, as FCM answers it (google.rpc.ErrorInfo)."""
+    body = {
+        "error": {
+            "code": 429,
+            "message": "Quota exceeded for quota metric 'Send requests' and limit 'Send requests"
+            " per minute' of service 'fcm.googleapis.com' for consumer 'project_number:1'.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "quota_metric": "fcm.googleapis.com/send_requests",
+                        "quota_unit": "1/min/{project}",
+                        "quota_limit": "SendsPerMinutePerProject",
+                    },
+                }
+            ],
+        }
+    }
+    return FcmReply(429, body, {"Retry-After": str(retry_after)} if retry_after else {})
+
+
 def unavailable(retry_after: int | None = None) -> FcmReply:
     body = fcm_error(503, "UNAVAILABLE", "The service is unavailable", errorCode="UNAVAILABLE")
     return FcmReply(503, body, {"Retry-After": str(retry_after)} if retry_after else {})
@@ -109,6 +150,9 @@ class FakeFcm:
 
     `script[token]` is a queue of replies for sends to that token (then 200 for good).
     `sent` holds every accepted message body; `requests` every send, answered or not.
+    `fail_first_every = k` answers 503 (no Retry-After) to the first send to every k-th token
+    (by CRC-32; the benchmark's retries). `hold(n)` makes sends wait until n are waiting at
+    once (proof of concurrency; `in_flight_max` is the most seen at once).
     """
 
     PROJECT = "switchboard-test"
@@ -120,6 +164,12 @@ class FakeFcm:
         self.requests: list[dict[str, Any]] = []
         self.tokens_issued = 0
         self.auth_headers: list[str] = []
+        self.fail_first_every = 0
+        self._seen: set[str] = set()
+        self._gate: asyncio.Event | None = None
+        self._gate_at = 0
+        self.in_flight = 0
+        self.in_flight_max = 0
         self._arrived = asyncio.Condition()
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -128,6 +178,11 @@ class FakeFcm:
 
     def reply(self, token: str, *replies: FcmReply) -> None:
         self.script.setdefault(token, deque()).extend(replies)
+
+    def hold(self, count: int) -> None:
+        """Hold every send until `count` sends are waiting at once, then answer them all."""
+        self._gate = asyncio.Event()
+        self._gate_at = count
 
     async def start(self) -> None:
         app = web.Application()
@@ -188,13 +243,29 @@ class FakeFcm:
             return web.json_response(fcm_error(401, "UNAUTHENTICATED", "no token"), status=401)
         body = await request.json()
         message = body["message"]
-        token = message.get("token", "")
         async with self._arrived:
             self.requests.append(message)
             self.auth_headers.append(auth)
             self._arrived.notify_all()
+        self.in_flight += 1
+        self.in_flight_max = max(self.in_flight_max, self.in_flight)
+        try:
+            if self._gate is not None:
+                if self.in_flight >= self._gate_at:
+                    self._gate.set()
+                await self._gate.wait()
+            return await self._answer(request, message)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        token = message.get("token", "")
         queue = self.script.get(token)
         reply = queue.popleft() if queue else FcmReply()
+        if self.fail_first_every and token not in self._seen:
+            self._seen.add(token)
+            if zlib.crc32(token.encode()) % self.fail_first_every == 0:
+                reply = unavailable()
         if reply.hang:
             await self._release.wait()
             return web.json_response({}, status=503)
@@ -206,6 +277,10 @@ class FakeFcm:
             return web.json_response({"name": name})
         return web.json_response(reply.body or {}, status=reply.status, headers=reply.headers)
 
+    async def wait_sent(self, count: int, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.sent) >= count)
+
     async def wait_requests(self, count: int, timeout: float = 10) -> None:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: len(self.requests) >= count)
@@ -214,16 +289,46 @@ class FakeFcm:
 # --- SMTP ---------------------------------------------------------------------------------------
 
 
+class _CountingSMTP(SMTP):
+    """aiosmtpd's SMTP session, counted by its sink (connections opened, open at once)."""
+
+    def __init__(self, sink: SmtpSink, **kwargs: Any) -> None:
+        super().__init__(sink, **kwargs)
+        self.sink = sink
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.sink._opened(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sink._closed(self.transport)
+        super().connection_lost(exc)
+
+
 class SmtpSink:
     """A real aiosmtpd server. `rcpt_replies`/`data_replies` queue replies to give instead of
-    250 (e.g. "450 4.2.1 Busy"); a data reply of "hang" holds the DATA reply until `release()`.
-    `messages` are the accepted ones, parsed."""
+    250 (e.g. "450 4.2.1 Busy"); `rcpt_replies_for[domain]` the same for one recipient domain;
+    a data reply of "hang" holds the DATA reply until `release()`. `messages` are the accepted
+    ones, parsed (`parse=False`: only counted in `accepted`). `sessions` counts connections
+    opened, `open_max` the most open at once; `hold(n)` makes DATA wait until n messages are
+    in DATA at once; `drop_connections()` closes every open connection from the server side."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parse: bool = True) -> None:
+        self.parse = parse
         self.rcpt_replies: deque[str] = deque()
+        self.rcpt_replies_for: dict[str, deque[str]] = {}
         self.data_replies: deque[str] = deque()
         self.messages: list[EmailMessage] = []
+        self.accepted = 0
+        self.rcpts: list[str] = []
         self.data_started = asyncio.Event()
+        self.sessions = 0
+        self.open_max = 0
+        self.in_data_max = 0
+        self._in_data = 0
+        self._open: set[asyncio.BaseTransport] = set()
+        self._gate: asyncio.Event | None = None
+        self._gate_at = 0
         self._release = asyncio.Event()
         self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
@@ -236,27 +341,68 @@ class SmtpSink:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="sink.test", loop=loop), "127.0.0.1", 0
+            lambda: _CountingSMTP(self, hostname="sink.test", loop=loop), "127.0.0.1", 0
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         self._release.set()
+        if self._gate is not None:
+            self._gate.set()
         if self._server is not None:
             self._server.close()
+        self.drop_connections()
 
     def release(self) -> None:
         self._release.set()
 
+    def hold(self, count: int) -> None:
+        """Hold every DATA reply until `count` messages are in DATA at once."""
+        self._gate = asyncio.Event()
+        self._gate_at = count
+
+    def drop_connections(self) -> None:
+        for transport in list(self._open):
+            transport.close()
+
+    @property
+    def open_now(self) -> int:
+        return len(self._open)
+
+    def _opened(self, transport: asyncio.BaseTransport) -> None:
+        self.sessions += 1
+        self._open.add(transport)
+        self.open_max = max(self.open_max, len(self._open))
+
+    def _closed(self, transport: asyncio.BaseTransport | None) -> None:
+        if transport is not None:
+            self._open.discard(transport)
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        scripted = self.rcpt_replies_for.get(address.rpartition("@")[2].lower())
+        if scripted:
+            return scripted.popleft()
         if self.rcpt_replies:
             return self.rcpt_replies.popleft()
         envelope.rcpt_tos.append(address)
+        self.rcpts.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._in_data += 1
+        self.in_data_max = max(self.in_data_max, self._in_data)
+        try:
+            if self._gate is not None:
+                if self._in_data >= self._gate_at:
+                    self._gate.set()
+                await self._gate.wait()
+            return await self._data_reply(envelope)
+        finally:
+            self._in_data -= 1
+
+    async def _data_reply(self, envelope: Envelope) -> str:
         reply = self.data_replies.popleft() if self.data_replies else "250 2.0.0 OK queued"
         if reply == "hang":
             self.data_started.set()
@@ -264,6 +410,9 @@ class SmtpSink:
             return "451 4.3.0 Released"
         if not reply.startswith("250"):
             return reply
+        self.accepted += 1
+        if not self.parse:
+            return f"{reply} as m{self.accepted}"
         raw = envelope.original_content or b""
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)

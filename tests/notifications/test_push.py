@@ -120,11 +120,11 @@ async def test_invalid_payload_fails_the_job_and_keeps_the_token(
     assert job["attempts"] == 1  # permanent: not retried
 
 
-async def test_429_is_retried_no_sooner_than_retry_after_and_pauses_all_push(
+async def test_a_429_naming_no_device_is_retried_after_retry_after_and_pauses_the_project(
     db: asyncpg.Connection, fcm: FakeFcm, make_worker: WorkerFactory, clock: FakeClock
 ) -> None:
     first = await recipient(db, devices=1)
-    fcm.reply(token_of(first), rate_limited(120))
+    fcm.reply(token_of(first), rate_limited(120))  # QUOTA_EXCEEDED, no device named
     await _push(db, [first], key="one")
     worker = make_worker(batch_size=1)
     assert await worker.run_once() == 1
@@ -132,11 +132,11 @@ async def test_429_is_retried_no_sooner_than_retry_after_and_pauses_all_push(
     assert job["status"] == "pending" and "429" in job["last_error"]
     assert job["next_attempt_at"] >= clock() + dt.timedelta(seconds=120)
     assert len(fcm.requests) == 1  # pyfcm did not sleep and POST again
-    # while FCM asked us to wait, other pushes are held without a request or an attempt
+    # while FCM asked the project to wait, no push is claimed: no request, no attempt
     second = await recipient(db, devices=1)
     await _push(db, [second], key="two")
     clock.advance(30)
-    assert await worker.run_once() == 1
+    assert await worker.run_once() == 0
     held = (await job_rows(db))[1]
     assert held["status"] == "pending" and held["attempts"] == 0
     assert len(fcm.requests) == 1

@@ -16,7 +16,7 @@ from workers.delivery.outbox import ChannelSender, Clock, Outbox, RetryPolicy, s
 from workers.delivery.push import PushSender
 from workers.delivery.worker import DeliveryWorker, worker_id
 
-__all__ = ["build_senders", "run_delivery"]
+__all__ = ["build_senders", "close_senders", "run_delivery"]
 
 log = EventLog("workers.delivery")
 
@@ -26,7 +26,9 @@ def build_senders(pool: asyncpg.Pool, settings: Settings) -> dict[str, ChannelSe
     FCM_CREDENTIALS_FILE. Jobs of a channel not configured are skipped with that reason."""
     senders: dict[str, ChannelSender] = {}
     if settings.smtp_url:
-        transport = SmtpTransport(SmtpTarget.from_url(settings.smtp_url))
+        transport = SmtpTransport(
+            SmtpTarget.from_url(settings.smtp_url), connections=settings.smtp_connections
+        )
         links = EmailLinks(settings.public_base_url, settings.secret)
         senders["email"] = EmailSender(transport, links, settings.mail_from)
         senders["digest"] = DigestSender(pool, transport, links, settings.mail_from)
@@ -36,8 +38,23 @@ def build_senders(pool: asyncpg.Pool, settings: Settings) -> dict[str, ChannelSe
             credentials_file=settings.fcm_credentials_file,
             project_id=settings.fcm_project_id,
             base_url=settings.fcm_base_url,
+            concurrency=settings.fcm_concurrency,
         )
     return senders
+
+
+async def close_senders(senders: dict[str, ChannelSender]) -> None:
+    """Stop push threads and QUIT idle SMTP connections."""
+    for sender in senders.values():
+        if isinstance(sender, PushSender):
+            sender.close()
+    transports = {
+        id(t): t
+        for s in senders.values()
+        if isinstance(t := getattr(s, "transport", None), SmtpTransport)
+    }
+    for transport in transports.values():
+        await transport.aclose()
 
 
 async def run_delivery(
@@ -48,16 +65,14 @@ async def run_delivery(
     clock: Clock = system_clock,
     policy: RetryPolicy | None = None,
 ) -> None:
-    """Deliver push, e-mail and digest jobs until `stop` is set; returns once the batch in
-    hand is finished. Any number of workers may run at once, in any number of processes."""
+    """Deliver push, e-mail and digest jobs until `stop` is set; returns once the jobs in
+    hand are finished. Any number of workers may run at once, in any number of processes."""
     senders = build_senders(pool, settings)
-    push = senders.get("push")
     me = worker_id()
     worker = DeliveryWorker(Outbox(pool, me, policy=policy), senders, clock=clock)
     log.info("delivery_started", worker=me, channels=",".join(sorted(senders)) or "none")
     try:
         await worker.run(stop, settings.database_url)
     finally:
-        if isinstance(push, PushSender):
-            push.close()
+        await close_senders(senders)
         log.info("delivery_stopped", worker=me)

@@ -39,6 +39,7 @@ class DigestSender:
         self.transport = transport
         self.links = links
         self.mail_from = mail_from
+        self.concurrency = transport.concurrency  # the transport's connections are shared
 
     async def deliver(self, job: Job, now: dt.datetime) -> Outcome:
         refusal = why_not_email(job)
@@ -75,7 +76,7 @@ class DigestSender:
             unsubscribe_url=unsubscribe,
             now=now,
         )
-        outcome = await self.transport.send(message)
+        outcome = await self.transport.send(message, now)
         if isinstance(outcome, Sent):
             return Sent(outcome.provider_message_id, digest_items=[r["id"] for r in rows])
         return outcome

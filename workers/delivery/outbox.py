@@ -1,24 +1,31 @@
 """The delivery outbox: claiming jobs under a lease, the retry policy, and writing outcomes back.
 
-A worker claims a batch with FOR UPDATE SKIP LOCKED, marks it 'sending' with a lease (the
-job's next_attempt_at moves to the lease's end) and counts the attempt. A worker that dies
-mid-send leaves its jobs to whoever claims after the lease: delivery is at-least-once. An
-outcome is written back only by the worker that still holds the claim (claimed_by names the
-last claimant and stays as a record).
+A worker claims jobs of each channel in due order (next_attempt_at, then id) with FOR UPDATE
+SKIP LOCKED, marks them 'sending' with a lease (the job's next_attempt_at moves to the lease's
+end) and counts the attempt. A retry is due at its next_attempt_at like any job, so it goes
+before every job due later, fresh or not. A worker that dies mid-send leaves its jobs to
+whoever claims after the lease: delivery is at-least-once. An outcome is written back only by
+the worker that still holds the claim (claimed_by names the last claimant and stays as a
+record). A channel paused for the whole provider (gateway.delivery_pauses) is not claimed by
+any worker until the pause ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
 
 Clock = Callable[[], dt.datetime]
+
+# Every channel of the outbox (its CHECK constraint), in the order claims list them.
+CHANNELS: tuple[str, ...] = ("push", "email", "digest")
 
 
 def system_clock() -> dt.datetime:
@@ -51,6 +58,11 @@ class Job:
     time_zone: str
     quiet_hours: tuple[dt.time, dt.time] | None
     digest_at: dt.time
+    # push: the user's devices not yet sent to, as (device id, FCM token), oldest first;
+    # loaded by the claim itself (no query per job).
+    devices: tuple[tuple[uuid.UUID, str], ...] = ()
+    # When the job was due before this claim (how long it waited is claimed_at - due_at).
+    due_at: dt.datetime | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -95,20 +107,23 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """Not now, and not a failure (quiet hours, a provider-wide pause): the attempt is not
-    counted."""
+    """Not now, and not a failure (quiet hours, a provider-wide pause, a paused device token):
+    the attempt is not counted. Devices already sent to in this attempt are recorded."""
 
     until: dt.datetime
     reason: str
+    sent_device_ids: Sequence[uuid.UUID] = ()
 
 
 Outcome = Sent | Retry | Failed | Skipped | Held
 
 
 class ChannelSender(Protocol):
-    """Delivers one claimed job of its channel; never raises for a provider's answer."""
+    """Delivers one claimed job of its channel; never raises for a provider's answer.
+    `concurrency` is how many of its jobs a worker keeps in flight at once."""
 
     channel: str
+    concurrency: int
 
     async def deliver(self, job: Job, now: dt.datetime) -> Outcome: ...
 
@@ -136,34 +151,58 @@ class RetryPolicy:
 
 # --- SQL ----------------------------------------------------------------------------------------
 
+# $1 now, $2 the most jobs in all, $3 worker id, $4 lease seconds, $5/$6 channels and the most
+# jobs of each. Each channel is read on its own (idx_notification_deliveries_channel_due) in due
+# order, skipping jobs other workers hold; a channel paused for the whole provider is skipped.
+# The push devices not yet sent to come along, so a sender needs no query of its own.
 _CLAIM = """
-WITH due AS (
-    SELECT id FROM gateway.notification_deliveries
-     WHERE status IN ('pending', 'sending') AND next_attempt_at <= $1
-     ORDER BY next_attempt_at
+WITH wanted AS (
+    SELECT w.channel, w.n
+      FROM unnest($5::text[], $6::int[]) AS w(channel, n)
+     WHERE w.n > 0
+       AND NOT EXISTS (SELECT 1 FROM gateway.delivery_pauses p
+                        WHERE p.scope = w.channel AND p.paused_until > $1)
+), due AS (
+    SELECT j.id, j.next_attempt_at
+      FROM wanted w
+     CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM gateway.notification_deliveries d
+         WHERE d.channel = w.channel AND d.status IN ('pending', 'sending')
+           AND d.next_attempt_at <= $1
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT w.n
+           FOR UPDATE SKIP LOCKED) j
+     ORDER BY j.next_attempt_at, j.id
      LIMIT $2
-     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE gateway.notification_deliveries d
        SET status = 'sending', attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,
            next_attempt_at = $1 + make_interval(secs => $4)
       FROM due
      WHERE d.id = due.id
-    RETURNING d.*
+    RETURNING d.*, due.next_attempt_at AS due_at
 )
 SELECT c.id, c.channel, c.user_id, c.notification_id, c.digest_date, c.priority, c.attempts,
-       c.sent_device_ids, n.notification_type, n.title, n.message, n.action_url,
+       c.sent_device_ids, c.due_at, n.notification_type, n.title, n.message, n.action_url,
        n.read_at IS NOT NULL AS notification_read,
        u.email, coalesce(u.is_active AND u.deleted_at IS NULL, false) AS user_active,
        coalesce(u.email IS NOT NULL AND u.email_verified AND u.is_active
                 AND u.deleted_at IS NULL, false) AS email_ok,
        coalesce(s.time_zone, 'UTC') AS time_zone, s.quiet_hours_start, s.quiet_hours_end,
-       coalesce(s.digest_at, time '08:00') AS digest_at
+       coalesce(s.digest_at, time '08:00') AS digest_at,
+       dv.ids AS device_ids, dv.tokens AS device_tokens
   FROM claimed c
   LEFT JOIN analyst.notifications n ON n.id = c.notification_id
   LEFT JOIN analyst.users u ON u.id = c.user_id
   LEFT JOIN gateway.notification_settings s ON s.user_id = c.user_id
- ORDER BY c.id
+  LEFT JOIN LATERAL (
+      SELECT array_agg(pd.id ORDER BY pd.created_at, pd.id) AS ids,
+             array_agg(pd.token ORDER BY pd.created_at, pd.id) AS tokens
+        FROM gateway.push_devices pd
+       WHERE c.channel = 'push' AND pd.user_id = c.user_id
+         AND NOT (pd.id = ANY (c.sent_device_ids))
+  ) dv ON true
+ ORDER BY c.due_at, c.id
 """
 
 # The job and its notification(s) in one statement, returning 1 if this worker still held the
@@ -189,6 +228,49 @@ WITH d AS (
      WHERE n.id = ANY (array_append(d.digest_items, d.notification_id))
 )
 SELECT count(*) FROM d
+"""
+
+# Many push/e-mail jobs sent, in one statement ($1 worker id; per job: $2 id, $3 sent_at, $4
+# provider id; $5/$6 (job id, device id) pairs). Returns the ids of jobs whose claim this
+# worker still held. The notifications are updated once each (a notification's push and
+# e-mail job may be in the same batch), in id order like every batch of every worker.
+_SENT_MANY = """
+WITH o AS (
+    SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[]) AS o(id, at, provider)
+), devices AS (
+    SELECT x.job, array_agg(x.device ORDER BY x.n) AS ids
+      FROM unnest($5::bigint[], $6::uuid[]) WITH ORDINALITY AS x(job, device, n)
+     GROUP BY x.job
+), d AS (
+    UPDATE gateway.notification_deliveries j
+       SET status = 'sent', sent_at = o.at, provider_message_id = o.provider,
+           sent_device_ids = coalesce(devices.ids, '{}'), last_error = NULL
+      FROM o LEFT JOIN devices ON devices.job = o.id
+     WHERE j.id = o.id AND j.claimed_by = $1 AND j.status = 'sending'
+    RETURNING j.id, j.channel, j.notification_id, o.at
+), per_notification AS (
+    SELECT d.notification_id AS id,
+           min(d.at) FILTER (WHERE d.channel = 'push') AS push_at,
+           min(d.at) FILTER (WHERE d.channel <> 'push') AS email_at,
+           min(d.at) AS first_at
+      FROM d
+     GROUP BY d.notification_id
+     ORDER BY d.notification_id
+), n AS (
+    UPDATE analyst.notifications n
+       SET push_sent = n.push_sent OR p.push_at IS NOT NULL,
+           push_sent_at = CASE WHEN p.push_at IS NOT NULL THEN coalesce(n.push_sent_at, p.push_at)
+                               ELSE n.push_sent_at END,
+           email_sent = n.email_sent OR p.email_at IS NOT NULL,
+           email_sent_at = CASE WHEN p.email_at IS NOT NULL
+                                THEN coalesce(n.email_sent_at, p.email_at)
+                                ELSE n.email_sent_at END,
+           status = CASE WHEN n.status = 'pending' THEN 'sent' ELSE n.status END,
+           sent_at = coalesce(n.sent_at, p.first_at)
+      FROM per_notification p
+     WHERE n.id = p.id
+)
+SELECT id FROM d
 """
 
 _RESCHEDULE = """
@@ -218,10 +300,36 @@ WITH d AS (
 SELECT count(*) FROM d
 """
 
+# When each of the channels $1 has a job due next (pending, or a lease that ends), no sooner
+# than the end of a pause of that channel; NULL for a channel with nothing open.
 _NEXT_DUE = """
-SELECT min(next_attempt_at) FROM gateway.notification_deliveries
- WHERE status IN ('pending', 'sending')
+SELECT w.channel, greatest(j.next_attempt_at, p.paused_until) AS due
+  FROM unnest($1::text[]) AS w(channel)
+  LEFT JOIN LATERAL (
+      SELECT d.next_attempt_at FROM gateway.notification_deliveries d
+       WHERE d.channel = w.channel AND d.status IN ('pending', 'sending')
+       ORDER BY d.next_attempt_at
+       LIMIT 1
+  ) j ON true
+  LEFT JOIN gateway.delivery_pauses p ON p.scope = w.channel
 """
+
+# A pause of a whole channel (the provider said so); never shortened by a later, shorter one.
+_PAUSE = """
+INSERT INTO gateway.delivery_pauses AS p (scope, paused_until, reason, set_by, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (scope) DO UPDATE
+   SET paused_until = EXCLUDED.paused_until, reason = EXCLUDED.reason,
+       set_by = EXCLUDED.set_by, updated_at = now()
+ WHERE p.paused_until < EXCLUDED.paused_until
+"""
+
+
+async def pause_channel(
+    pool: asyncpg.Pool, channel: str, until: dt.datetime, reason: str, set_by: str
+) -> None:
+    """No worker claims `channel` before `until` (a provider's project-wide Retry-After)."""
+    await pool.execute(_PAUSE, channel, until, reason[:1000], set_by)
 
 
 def _job(row: asyncpg.Record) -> Job:
@@ -246,11 +354,24 @@ def _job(row: asyncpg.Record) -> Job:
         time_zone=row["time_zone"],
         quiet_hours=(start, end) if start is not None and end is not None else None,
         digest_at=row["digest_at"],
+        devices=tuple(zip(row["device_ids"] or (), row["device_tokens"] or (), strict=True)),
+        due_at=row["due_at"],
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _SentJob:
+    id: int
+    at: dt.datetime
+    provider_message_id: str | None
+    devices: list[uuid.UUID]
+
+
 class Outbox:
-    """The outbox table as one worker sees it. Each call is one statement (autocommit)."""
+    """The outbox table as one worker sees it. Each call is one statement (autocommit); the
+    outcomes of sent push and e-mail jobs finished at about the same time share one (group
+    commit: while one batch is written the next gathers, so a busy worker writes many outcomes
+    per round trip and an idle one waits for nobody)."""
 
     def __init__(
         self,
@@ -264,19 +385,41 @@ class Outbox:
         self.worker_id = worker_id
         self.lease_s = lease_s
         self.policy = policy or RetryPolicy()
+        self.max_batch = 200
+        self._sent: list[tuple[_SentJob, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
-    async def claim(self, now: dt.datetime, limit: int) -> list[Job]:
-        """Claim up to `limit` due jobs (or jobs whose lease ran out) for this worker.
+    async def claim(
+        self, now: dt.datetime, limit: int, channels: Mapping[str, int] | None = None
+    ) -> list[Job]:
+        """Claim due jobs (or jobs whose lease ran out) for this worker, earliest due first:
+        at most `channels[c]` of channel c (default: any channel) and `limit` in all.
 
         Each must then be finished with `finish` before `now + lease_s`, or it will be
         claimed again by someone else."""
-        rows = await self.pool.fetch(_CLAIM, now, limit, self.worker_id, self.lease_s)
+        wanted = dict(channels) if channels is not None else dict.fromkeys(CHANNELS, limit)
+        rows = await self.pool.fetch(
+            _CLAIM,
+            now,
+            limit,
+            self.worker_id,
+            self.lease_s,
+            list(wanted),
+            list(wanted.values()),
+        )
         return [_job(r) for r in rows]
 
-    async def next_due(self) -> dt.datetime | None:
-        """When the earliest unfinished job becomes due (pending or leased), if any."""
-        value = await self.pool.fetchval(_NEXT_DUE)
-        return value if isinstance(value, dt.datetime) else None
+    async def next_due_by_channel(
+        self, channels: Sequence[str] = CHANNELS
+    ) -> dict[str, dt.datetime]:
+        """When each channel's earliest unfinished job becomes due (pending or leased, and not
+        before a pause of the channel ends); channels with nothing open are left out."""
+        rows = await self.pool.fetch(_NEXT_DUE, list(channels))
+        return {r["channel"]: r["due"] for r in rows if r["due"] is not None}
+
+    async def next_due(self, channels: Sequence[str] = CHANNELS) -> dt.datetime | None:
+        """When the earliest unfinished job of `channels` becomes due, if any."""
+        return min((await self.next_due_by_channel(channels)).values(), default=None)
 
     async def finish(self, job: Job, outcome: Outcome, now: dt.datetime) -> str:
         """Write `outcome` back; returns the job's new status ('' if the claim was lost)."""
@@ -284,6 +427,9 @@ class Outbox:
         match outcome:
             case Sent():
                 devices = list(dict.fromkeys([*devices, *outcome.sent_device_ids]))
+                if not outcome.digest_items:
+                    item = _SentJob(job.id, now, outcome.provider_message_id, devices)
+                    return "sent" if await self._submit_sent(item) else ""
                 held = await self.pool.fetchval(
                     _SENT,
                     job.id,
@@ -295,6 +441,7 @@ class Outbox:
                 )
                 return "sent" if held else ""
             case Held():
+                devices = list(dict.fromkeys([*devices, *outcome.sent_device_ids]))
                 status = await self.pool.execute(
                     _RESCHEDULE, job.id, self.worker_id, outcome.until, None, devices, 1
                 )
@@ -319,6 +466,50 @@ class Outbox:
                 return await self._give_up(job, "failed", outcome.reason)
             case Skipped():
                 return await self._give_up(job, "skipped", outcome.reason)
+
+    async def _submit_sent(self, item: _SentJob) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._sent.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_sent(), name="outbox-sent")
+        return await future
+
+    async def _flush_sent(self) -> None:
+        """Write queued sent outcomes, a batch at a time, until none is left (no task lingers
+        once the queue is empty). A batch that fails is written one job at a time, so a
+        failure (a deadlock with another writer, a lost connection) reaches its own jobs."""
+        await asyncio.sleep(0)  # let the jobs finishing in this loop iteration join
+        while self._sent:
+            batch, self._sent = self._sent[: self.max_batch], self._sent[self.max_batch :]
+            try:
+                held = await self._write_sent([item for item, _ in batch])
+            except Exception:
+                for item, future in batch:
+                    try:
+                        ok = item.id in await self._write_sent([item])
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(ok)
+                continue
+            for item, future in batch:
+                if not future.done():  # its caller may have been cancelled
+                    future.set_result(item.id in held)
+
+    async def _write_sent(self, items: list[_SentJob]) -> set[int]:
+        pairs = [(item.id, device) for item in items for device in item.devices]
+        rows = await self.pool.fetch(
+            _SENT_MANY,
+            self.worker_id,
+            [item.id for item in items],
+            [item.at for item in items],
+            [item.provider_message_id for item in items],
+            [job for job, _ in pairs],
+            [device for _, device in pairs],
+        )
+        return {row["id"] for row in rows}
 
     async def _give_up(self, job: Job, status: str, reason: str) -> str:
         held = await self.pool.fetchval(_GIVE_UP, job.id, self.worker_id, status, reason[:1000])
