@@ -9,6 +9,7 @@ unauthorized, 4002 token expired, 4008 slow consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ CLOSE_TOKEN_EXPIRED = 4002
 HARD_MAX_FRAME = 1 << 20
 STRIKES_BEFORE_CLOSE = 50
 RETRY_AFTER_UNAVAILABLE_MS = 1000
+DRAIN_REPLIES_S = 10.0  # at most this long for the last acks at shutdown
 
 
 def _text(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> Response:
@@ -58,6 +60,7 @@ class GatewayServer:
         self.gateway = gateway
         self.settings = gateway.settings
         self._server: Server | None = None
+        self._replies: set[OrderedReplies] = set()  # of every open socket
 
     def _process_request(self, _conn: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -125,6 +128,12 @@ class GatewayServer:
         """Graceful shutdown: refuse new sends, commit and ack accepted ones, then close every
         socket with 1001 (clients reconnect and resume with `since`)."""
         await self.gateway.drain()
+        # Pipelined sends accepted before the drain began may still be on their way to the
+        # store, and acks are written by each socket's reply writer: let them all go out.
+        pending = [replies.settled() for replies in self._replies]
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending), DRAIN_REPLIES_S)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -243,6 +252,7 @@ class GatewayServer:
         metrics = self.gateway.metrics
         budget = FrameBudget(s.gateway_frames_per_second, s.gateway_frame_burst)
         replies = OrderedReplies(session.write, s.gateway_send_pipeline)
+        self._replies.add(replies)
         strikes = 0
         try:
             async for data in ws:
@@ -283,6 +293,7 @@ class GatewayServer:
                     await replies.settled()
                     await replies.ready(await self._answer(session, frame))
         finally:
+            self._replies.discard(replies)
             await replies.close()
 
     async def _answer(self, session: Session, frame: p.AnyClientFrame) -> p.ServerFrame | None:
