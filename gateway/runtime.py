@@ -219,8 +219,8 @@ class Gateway:
             log.error("bad_membership_notice", payload=payload[:200])
             return
         if "user_id" in notice:  # one user's change: only their sessions can be affected
-            # Notices name their realm; the analyst realm's triggers predate realms.
-            realm = notice.get("realm", "analyst")
+            # Every trigger names its realm (sql 0016 on): a user id means nothing without it.
+            realm = notice.get("realm", "")
             targets = []
             if realm in self.realms:
                 stream = self.realms.get(realm).user_stream(notice["user_id"])

@@ -466,17 +466,22 @@ class ConversationStore:
     async def _tell_offline(
         self, touched: dict[uuid.UUID, _Pending], offline: list[tuple[uuid.UUID, str, int]]
     ) -> None:
+        """One realm call per conversation and read position, not one per member: members
+        at the same place in the same conversation share an event key (the realm appends
+        each member's id to it)."""
         assert self._realm.notify_offline is not None
+        groups: dict[tuple[uuid.UUID, int], list[str]] = {}
+        for conversation_id, user, last_read in offline:
+            groups.setdefault((conversation_id, last_read), []).append(user)
         async with self._pool.acquire() as conn:
-            for conversation_id, user, last_read in offline:
-                pending = touched[conversation_id]
+            for (conversation_id, last_read), users in groups.items():
                 await self._realm.notify_offline(
                     conn,
-                    [user],
+                    users,
                     # one per member and unread streak: later messages collapse into it
                     f"conversation:{conversation_id}:after:{last_read}",
                     "New message",
-                    pending.draft.text[:140],
+                    touched[conversation_id].draft.text[:140],
                     conversation_id,
                 )
 
