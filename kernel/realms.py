@@ -52,6 +52,10 @@ class Realm:
     sql_dir: Path | None = None
     # SQL returning (user_type text, active boolean) of the user whose id is $1, or no row.
     user_lookup_sql: str | None = None
+    # SQL returning (id, email, email_verified, active) of the users whose ids are in the array
+    # $1 (of the realm's id type): who kernel/notify.py may reach by e-mail, and who is gone.
+    # None: the realm's users have no e-mail address the core may use.
+    contact_sql: str | None = None
     # REST: route tables, loaded only by the api (so other processes skip their imports).
     routes: Callable[[], Sequence[web.RouteTableDef]] | None = None
     # Prepare the api application for this realm's routes (keys, cleanup contexts).
