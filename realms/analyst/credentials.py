@@ -1,41 +1,20 @@
-"""Passwords (bcrypt, off the event loop), OTP codes, and refresh tokens (random, stored as
-SHA-256, rotated on every use; reusing a rotated token revokes its whole family)."""
+"""OTP codes and refresh tokens (random, stored as SHA-256, rotated on every use; reusing a
+rotated token revokes its whole family)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
-import bcrypt
 
 from kernel.errors import Unauthorized
 
-BCRYPT_ROUNDS = 12
-BCRYPT_MAX_BYTES = 72
-
-
-def _secret(password: str) -> bytes:
-    """What bcrypt hashes: the first 72 bytes of the UTF-8 password. bcrypt never read more;
-    bcrypt 4 cut the rest silently, bcrypt 5 raises instead (a password of 128 characters,
-    which the API allows, can be up to 512 bytes)."""
-    return password.encode()[:BCRYPT_MAX_BYTES]
-
-
-async def hash_password(password: str, rounds: int = BCRYPT_ROUNDS) -> str:
-    salt = bcrypt.gensalt(rounds)
-    digest = await asyncio.to_thread(bcrypt.hashpw, _secret(password), salt)
-    return digest.decode()
-
-
-async def password_matches(password: str, password_hash: str) -> bool:
-    try:
-        return await asyncio.to_thread(bcrypt.checkpw, _secret(password), password_hash.encode())
-    except ValueError:  # not a bcrypt hash (e.g. a seeded placeholder)
-        return False
+# Passwords are the kernel's (every realm hashes them alike); re-exported for analyst code.
+from kernel.passwords import hash_password as hash_password
+from kernel.passwords import password_matches as password_matches
 
 
 def new_otp() -> str:
