@@ -1,4 +1,5 @@
-"""The fan-out bus between gateway processes: in-process (no REDIS_URL) or Redis pub/sub.
+"""The fan-out bus between gateway processes: in-process (no REDIS_URL) or Redis pub/sub
+(one Redis here; a Redis Cluster's sharded pub/sub in gateway/bus_cluster.py).
 
 What travels is an envelope: 8-byte sequence number (0 for unsequenced events), 8-byte
 publish time, 8-byte id of the publishing process, then the already-encoded JSON frame. It is
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from kernel.logs import EventLog
 
@@ -44,7 +45,7 @@ PUBLISH_BATCH = 512  # envelopes per pipelined round trip
 RETRY_S = 1.0  # between attempts while Redis is away (and between catch-ups meanwhile)
 DROP_LOG_EVERY_S = 5.0  # at most one `publish_dropped` line per this many seconds
 # Errors that mean "Redis is away or slow", as opposed to a defect.
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 def envelope(seq: int, payload: bytes, node: bytes = bytes(8)) -> bytes:
@@ -174,25 +175,36 @@ class LocalBus:
         return {}
 
 
-class RedisBus:
-    """Redis pub/sub, one topic per channel that has local members (`sb:ch:<channel>`).
+class PartlySent(RedisError):
+    """A batch reached Redis only in part (a cluster shard failed): `unsent` goes back into
+    the queue, the rest was published."""
 
-    Publishing never waits on Redis; subscribing and unsubscribing never fail (a topic is
-    subscribed again when the connection is rebuilt). `timeout_s` bounds every round trip;
-    `queue_size` bounds what waits to be published.
+    def __init__(self, unsent: list[tuple[str, bytes]], cause: BaseException) -> None:
+        super().__init__(f"{len(unsent)} envelopes unsent: {cause!r}")
+        self.unsent = unsent
+
+
+class QueuedBus:
+    """A bus over Redis, whatever its deployment: this process's members served at once, a
+    bounded queue drained to Redis by one publisher task, resync notices, health.
+
+    A subclass sends a batch (`_send`) and keeps the subscriptions (`subscribe`,
+    `unsubscribe`, `_subscriber`, `_close_subscriptions`); a topic is PREFIX + channel +
+    SUFFIX. Publishing never waits on Redis; subscribing and unsubscribing never fail (a
+    topic is subscribed again when a connection is rebuilt). `timeout_s` bounds every round
+    trip; `queue_size` bounds what waits to be published.
     """
 
     PREFIX = "sb:ch:"
+    SUFFIX = ""
 
     def __init__(
         self,
-        client: aioredis.Redis,
         *,
         timeout_s: float = 1.0,
         queue_size: int = 10_000,
         health: RedisHealth | None = None,
     ) -> None:
-        self._client = client
         self._timeout = timeout_s
         self._queue_size = max(1, queue_size)
         self.health = health or RedisHealth()
@@ -201,7 +213,6 @@ class RedisBus:
         self._handler: Handler | None = None
         self._on_resync: Resync = lambda: None
         self._channels: set[str] = set()  # topics wanted (local rooms), whatever Redis says
-        self._pubsub: Any = None  # the live subscription, None while being (re)built
         self._queue: deque[tuple[str, bytes]] = deque()
         self._wakeup = asyncio.Event()
         self._lost = False  # publishes were dropped or failed: others must catch up
@@ -235,9 +246,7 @@ class RedisBus:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._close_pubsub(self._pubsub)
-            self._pubsub = None
+        await self._close_subscriptions()
 
     def degraded(self) -> dict[str, str]:
         return self.health.degraded
@@ -256,7 +265,8 @@ class RedisBus:
                     self._handler(channel, seq, now, payload)
                 except Exception:
                     log.exception("bus_handler_failed", channel=channel)
-            self._enqueue(self.PREFIX + channel, _HEADER.pack(seq, now, self._node) + payload)
+            topic = self.PREFIX + channel + self.SUFFIX
+            self._enqueue(topic, _HEADER.pack(seq, now, self._node) + payload)
         self._idle.clear()
         self._wakeup.set()
 
@@ -297,7 +307,8 @@ class RedisBus:
                 # Put the batch back in front (the oldest is dropped past the bound): a blip
                 # costs latency, not messages. It may have reached Redis anyway (a timeout
                 # while Redis was paused): receivers drop a seq they have already delivered.
-                self._queue.extendleft(reversed(batch))
+                unsent = exc.unsent if isinstance(exc, PartlySent) else batch
+                self._queue.extendleft(reversed(unsent))
                 excess = len(self._queue) - self._queue_size
                 for _ in range(max(0, excess)):
                     self._queue.popleft()
@@ -319,6 +330,74 @@ class RedisBus:
                 notice = _HEADER.pack(0, time.time(), self._node) + RESYNC_NOTICE
                 self._queue.appendleft((NODE_TOPIC, notice))
                 log.info("resync_announced")
+
+    async def _send(self, batch: list[tuple[str, bytes]]) -> None:
+        """Publish every (topic, envelope) of `batch`; raise a REDIS_ERRORS error when the
+        batch (PartlySent: part of it) may not have reached Redis."""
+        raise NotImplementedError
+
+    async def subscribe(self, channel: str) -> None:
+        raise NotImplementedError
+
+    async def unsubscribe(self, channel: str) -> None:
+        raise NotImplementedError
+
+    async def _subscriber(self) -> None:
+        """Keep the subscriptions up for as long as the bus runs (a task of `start`)."""
+        raise NotImplementedError
+
+    async def _close_subscriptions(self) -> None:
+        return None
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        topic = message["channel"]
+        name = topic.decode() if isinstance(topic, bytes) else str(topic)
+        data = message["data"]
+        if not isinstance(data, bytes) or len(data) < _HEADER.size:
+            return  # not an envelope of ours
+        seq, sent_at, node = _HEADER.unpack_from(data)
+        if node == self._node:
+            return  # delivered here when it was published
+        if name == NODE_TOPIC:
+            if data[_HEADER.size :] == RESYNC_NOTICE:
+                self._resync()
+            return
+        if self._handler is None or not name.startswith(self.PREFIX):
+            return
+        channel = name[len(self.PREFIX) : len(name) - len(self.SUFFIX)]
+        try:
+            self._handler(channel, seq, sent_at, data[_HEADER.size :])
+        except Exception:
+            log.exception("bus_handler_failed", channel=channel)
+
+    def _resync(self) -> None:
+        self.health.resyncs.inc()
+        try:
+            self._on_resync()
+        except Exception:
+            log.exception("bus_resync_failed")
+
+
+class RedisBus(QueuedBus):
+    """One Redis: PUBLISH, and one pub/sub connection subscribed to a topic per channel that
+    has local members (`sb:ch:<channel>`)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        timeout_s: float = 1.0,
+        queue_size: int = 10_000,
+        health: RedisHealth | None = None,
+    ) -> None:
+        super().__init__(timeout_s=timeout_s, queue_size=queue_size, health=health)
+        self._client = client
+        self._pubsub: Any = None  # the live subscription, None while being (re)built
+
+    async def _close_subscriptions(self) -> None:
+        if self._pubsub is not None:
+            await self._close_pubsub(self._pubsub)
+            self._pubsub = None
 
     async def _send(self, batch: list[tuple[str, bytes]]) -> None:
         async with asyncio.timeout(self._timeout):
@@ -430,34 +509,6 @@ class RedisBus:
                     pinged = now
             elif now - pinged > self._timeout:
                 raise TimeoutError(f"no PONG from Redis within {self._timeout:g} s")
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        topic = message["channel"]
-        name = topic.decode() if isinstance(topic, bytes) else str(topic)
-        data = message["data"]
-        if not isinstance(data, bytes) or len(data) < _HEADER.size:
-            return  # not an envelope of ours
-        seq, sent_at, node = _HEADER.unpack_from(data)
-        if node == self._node:
-            return  # delivered here when it was published
-        if name == NODE_TOPIC:
-            if data[_HEADER.size :] == RESYNC_NOTICE:
-                self._resync()
-            return
-        if self._handler is None or not name.startswith(self.PREFIX):
-            return
-        channel = name[len(self.PREFIX) :]
-        try:
-            self._handler(channel, seq, sent_at, data[_HEADER.size :])
-        except Exception:
-            log.exception("bus_handler_failed", channel=channel)
-
-    def _resync(self) -> None:
-        self.health.resyncs.inc()
-        try:
-            self._on_resync()
-        except Exception:
-            log.exception("bus_resync_failed")
 
     async def _close_pubsub(self, pubsub: Any) -> None:
         with contextlib.suppress(Exception):

@@ -4,7 +4,9 @@ The chat rule: a user may send in a channel while fewer than `limit` of their me
 that channel are younger than 60 s (an earlier send at time t counts while now - t < 60 s,
 as `created_at > now() - interval '1 minute'` in SQL). It is kept as a sliding-window log:
 in Redis (one sorted set per user and channel, updated atomically by a Lua script) so it
-holds across gateway processes, or in process memory when there is no REDIS_URL.
+holds across gateway processes, or in process memory when there is no REDIS_URL. The key is
+hash-tagged with the channel (`sb:rl:{<channel>}:<user>`), so on a Redis Cluster a channel's
+windows live on the shard that carries its pub/sub topic.
 
 Redis must answer within GATEWAY_REDIS_TIMEOUT. When it does not (down, paused, failing), the
 send is judged by the same rule on a window kept in this process's memory, and Redis is
@@ -23,12 +25,18 @@ from collections import deque
 from typing import NamedTuple, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.bus import REDIS_ERRORS, RedisHealth
 
 WINDOW_MS = 60_000
 RETRY_S = 2.0  # after Redis failed to answer, judge locally this long before trying it again
 LOCAL = "m:"  # prefix of the tokens of sends judged by the in-process window
+
+
+def window_key(user_id: str, channel_id: str) -> str:
+    """The sorted set of a user's sends in a channel; `{channel}` picks its cluster slot."""
+    return f"sb:rl:{{{channel_id}}}:{user_id}"
 
 
 class Verdict(NamedTuple):
@@ -96,7 +104,7 @@ class RedisChatRateLimiter:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         *,
         timeout_s: float = 1.0,
         health: RedisHealth | None = None,
@@ -117,7 +125,7 @@ class RedisChatRateLimiter:
             try:
                 async with asyncio.timeout(self._timeout):
                     allowed, retry = await self._script(
-                        keys=[f"sb:rl:{user_id}:{channel_id}"],
+                        keys=[window_key(user_id, channel_id)],
                         args=[now, WINDOW_MS, limit, token],
                     )
             except REDIS_ERRORS as exc:
@@ -141,7 +149,7 @@ class RedisChatRateLimiter:
             return
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.zrem(f"sb:rl:{user_id}:{channel_id}", token)
+                await self._client.zrem(window_key(user_id, channel_id), token)
         except REDIS_ERRORS as exc:
             self._skip_until = time.monotonic() + RETRY_S
             self._health.failed("ratelimit", exc, RETRY_S)

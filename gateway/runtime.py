@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.bus import Bus, LocalBus, RedisBus, RedisHealth
+from gateway.bus_cluster import open_cluster
 from gateway.fanout import Hub
 from gateway.metrics import GatewayMetrics
 from gateway.namespaces.user import UserNamespace
@@ -129,6 +130,14 @@ class Gateway:
         """Bus and rate limiter on Redis, every round trip bounded by GATEWAY_REDIS_TIMEOUT
         and never retried behind our back (each caller has its own fallback)."""
         timeout = self.settings.gateway_redis_timeout_s
+        if self.settings.redis_cluster:  # sharded pub/sub; the bus owns the cluster client
+            self.bus, self.chat_limiter = open_cluster(
+                url,
+                timeout_s=timeout,
+                queue_size=self.settings.gateway_publish_queue,
+                health=RedisHealth(self.metrics.registry),
+            )
+            return
         self._redis = aioredis.from_url(
             url,
             socket_timeout=timeout,

@@ -18,6 +18,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     secret: str
     redis_url: str | None = None
+    # REDIS_CLUSTER=1: REDIS_URL names any node of a Redis Cluster; fan-out then goes through
+    # sharded pub/sub and every Redis key is hash-tagged by channel (docs/scaling.md).
+    redis_cluster: bool = False
     access_token_ttl_s: int = 900
     # The gateway and the api refuse tokens whose exp - iat is longer than this.
     access_token_max_ttl_s: int = 3600
@@ -188,6 +191,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     queue = values.get("gateway_publish_queue")
     if isinstance(queue, int) and not 1 <= queue <= 10_000_000:
         raise ConfigError("GATEWAY_PUBLISH_QUEUE must be between 1 and 10000000")
+    cluster = env.get("REDIS_CLUSTER", "").strip().lower()
+    if cluster:
+        if cluster not in ("0", "1", "false", "true", "no", "yes"):
+            raise ConfigError("REDIS_CLUSTER must be 1 (a Redis Cluster) or 0 (one Redis)")
+        values["redis_cluster"] = cluster in ("1", "true", "yes")
+        if values["redis_cluster"] and "redis_url" not in values:
+            raise ConfigError("REDIS_CLUSTER=1 needs REDIS_URL (any node of the cluster)")
     mode = values.get("razorpay_payout_mode")
     if mode is not None and mode not in ("IMPS", "NEFT", "RTGS", "UPI"):
         raise ConfigError("RAZORPAY_PAYOUT_MODE must be one of IMPS, NEFT, RTGS, UPI")

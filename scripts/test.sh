@@ -30,6 +30,6 @@ cd "$ROOT"
 # that waiting (each has its own template database, Redis and SMTP sink). SB_TEST_WORKERS=0
 # runs in one process.
 status=0
-python -m pytest -n "${SB_TEST_WORKERS:-4}" "$@" || status=$?
+python -m pytest -n "${SB_TEST_WORKERS:-4}" --dist loadgroup "$@" || status=$?
 [ "$status" != 5 ] || say "pytest collected no tests (exit 5): nothing was tested"
 exit "$status"
