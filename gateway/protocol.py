@@ -76,6 +76,15 @@ class Send(ClientFrame, tag="send"):
     attachment_url: AttachmentUrl | None = None
     attachment: Attachment | None = None
     mentions: Annotated[list[UserId], Meta(max_length=50)] | None = None
+    # Structured data of the type (e.g. location {"lat", "lon"}); its realm validates it.
+    metadata: Annotated[dict[str, Any], Meta(max_length=32)] | None = None
+
+
+class Cancel(ClientFrame, tag="cancel"):
+    """Stop what the server is streaming as `id` in `channel` (an assistant's reply)."""
+
+    channel: ChannelName
+    id: uuid.UUID
 
 
 class Edit(ClientFrame, tag="edit"):
@@ -187,6 +196,7 @@ AnyClientFrame = (
     | Join
     | Leave
     | Send
+    | Cancel
     | Edit
     | Delete
     | Pin
@@ -211,6 +221,7 @@ CLIENT_OPS: tuple[str, ...] = (
     "join",
     "leave",
     "send",
+    "cancel",
     "edit",
     "delete",
     "pin",

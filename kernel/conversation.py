@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import asyncpg
 import msgspec
@@ -83,6 +83,9 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
     attachment_url: str | None = None
     attachment: Attachment | None = None
     mentions: list[str] | None = None
+    # Structured data of the message's type (a location's lat/lon, a product's id); a store
+    # that keeps none ignores it.
+    metadata: dict[str, Any] | None = None
 
 
 class Committed(msgspec.Struct, frozen=True):
@@ -176,6 +179,15 @@ class RefusesMessageChanges:
 
     async def mark_read(self, principal: Principal, membership: Membership, seq: int) -> int:
         raise Forbidden(self.refusal)
+
+
+@runtime_checkable
+class StreamControl(Protocol):
+    """A namespace whose channels carry replies the server streams (assistant conversations):
+    the client op `cancel` stops the one named `id`, through this."""
+
+    async def cancel(self, principal: Principal, membership: Membership, id: uuid.UUID) -> None:
+        ...
 
 
 class ConversationAdmin(Protocol):

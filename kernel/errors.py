@@ -9,6 +9,7 @@ SwitchboardError                 internal        500
 ├── Conflict                     conflict        409
 ├── TooLarge                     too_large       413
 ├── RateLimited                  rate_limited    429   (carries retry_after_ms)
+├── QuotaExceeded                quota_exceeded  429   (a plan's monthly quota; carries resets_on)
 ├── Unavailable                  unavailable     503
 └── Internal                     internal        500
 
@@ -27,6 +28,7 @@ ErrorCode = Literal[
     "forbidden",
     "not_found",
     "rate_limited",
+    "quota_exceeded",
     "too_large",
     "conflict",
     "unavailable",
@@ -88,6 +90,17 @@ class RateLimited(SwitchboardError):
     def __init__(self, message: str = "", *, retry_after_ms: int) -> None:
         super().__init__(message, details={"retry_after_ms": retry_after_ms})
         self.retry_after_ms = retry_after_ms
+
+
+class QuotaExceeded(SwitchboardError):
+    """A plan's quota for the period is used up; `resets_on` (ISO date) says when it renews."""
+
+    code = "quota_exceeded"
+    http_status = 429
+
+    def __init__(self, message: str = "", *, resets_on: str) -> None:
+        super().__init__(message, details={"resets_on": resets_on})
+        self.resets_on = resets_on
 
 
 class Unavailable(SwitchboardError):

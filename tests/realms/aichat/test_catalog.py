@@ -488,7 +488,8 @@ async def test_table_with_updated_at_has_the_before_update_trigger(
         "SELECT p.pronamespace::regnamespace::text AS schema, p.proname,"
         "       pg_get_triggerdef(t.oid) AS def"
         "  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
-        " WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal",
+        " WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal"
+        "   AND t.tgfoid = 'aichat.update_updated_at_column'::regproc",
         f"aichat.{table}",
     )
     assert trigger is not None

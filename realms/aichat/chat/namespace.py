@@ -1,0 +1,98 @@
+"""`aichat.conv:<conversations.id>`: the owner of an assistant conversation joins it (on any
+number of sockets); sends are stored by AssistantStore and answered by a streamed reply;
+`cancel` stops a reply streaming in this process."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from kernel.conversation import (
+    ChatStore,
+    Membership,
+    NamespaceContext,
+    Principal,
+    SequenceSource,
+    parse_uuid,
+)
+from kernel.errors import Conflict, Forbidden, NotFound
+from realms.aichat.chat.store import AssistantStore, conversation_id
+from realms.aichat.chat.streams import ReplyStreams
+from realms.aichat.providers.router import ProviderRouter
+from realms.aichat.settings import AichatSettings, load_aichat_settings
+
+NAME = "aichat.conv"
+
+
+def channel_of(conversation: uuid.UUID | str) -> str:
+    return f"{NAME}:{conversation}"
+
+
+class AssistantNamespace:
+    name = NAME
+    realm = "aichat"
+    auto_join = False
+    tracks_presence = False
+
+    def __init__(self, pool: asyncpg.Pool, store: AssistantStore) -> None:
+        self._pool = pool
+        self._store = store
+
+    def canonical_key(self, key: str) -> str:
+        return str(parse_uuid(key, "conversation id"))
+
+    async def authorize(self, principal: Principal, channel: str, key: str) -> Membership:
+        owner = await self._pool.fetchval(
+            "SELECT user_id FROM aichat.conversations WHERE id = $1", uuid.UUID(key)
+        )
+        if owner is None:
+            raise NotFound(f"conversation {key} does not exist")
+        if str(owner) != principal.user_id:
+            raise Forbidden("only the conversation's owner may join it")
+        return Membership(channel=channel, role="owner", owner_id=str(owner))
+
+    def sequence_source(self) -> SequenceSource:
+        return self._store
+
+    def chat(self) -> ChatStore:
+        return self._store
+
+    def conversations(self) -> None:
+        return None
+
+    async def members_changed(self, conn: asyncpg.Connection, channel: str, count: int) -> None:
+        return None
+
+    def lock_sql(self) -> str | None:
+        return None
+
+    def affected_by(self, notice: dict[str, str], membership: Membership) -> bool:
+        return False
+
+    async def cancel(self, principal: Principal, membership: Membership, id: uuid.UUID) -> None:
+        """Stop the reply `id` (as the deltas name it) of this conversation. What was
+        generated is committed as a partial message (finish_reason `cancelled`)."""
+        streaming = self._store.streams.owner_of(id)
+        if streaming is not None:
+            user, channel = streaming
+            if str(user) != principal.user_id or channel != membership.channel:
+                raise NotFound(f"no reply {id} is streaming in this conversation")
+            self._store.streams.cancel(id)
+            return
+        done = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM aichat.messages WHERE id = $1 AND conversation_id = $2)",
+            id,
+            conversation_id(membership.channel),
+        )
+        if done:
+            raise Conflict(f"reply {id} has already ended")
+        raise NotFound(f"no reply {id} is streaming in this conversation on this server")
+
+
+def build(context: NamespaceContext, settings: AichatSettings | None = None) -> AssistantNamespace:
+    settings = settings if settings is not None else load_aichat_settings()
+    router = ProviderRouter(settings)
+    streams = ReplyStreams(context.pool, context.publish, router)
+    store = AssistantStore(context.pool, context.publish, router, streams, settings)
+    return AssistantNamespace(context.pool, store)

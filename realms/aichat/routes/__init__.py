@@ -1,0 +1,10 @@
+"""The aichat realm's REST route tables, served at /v1/aichat/...: auth, conversations,
+billing views."""
+
+from __future__ import annotations
+
+from realms.aichat.routes.auth import routes as auth
+from realms.aichat.routes.billing import routes as billing
+from realms.aichat.routes.conversations import routes as conversations
+
+ROUTE_TABLES = [auth, conversations, billing]
