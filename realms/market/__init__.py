@@ -1,12 +1,36 @@
-"""Realm `market`: GOGOMARKET marketplace (seed 004): chats, orders, sellers, couriers.
-
-So far the realm brings its schema (sql/); routes, namespaces and jobs follow."""
+"""Realm `market`: GOGOMARKET marketplace (seed 004): phone/e-mail accounts, chats
+(`market.chat:<id>`: direct buyer-seller, group, support), live order tracking
+(`market.order:<id>`), and REST under /v1/market/ for accounts, chats, orders and the catalog.
+BIGINT user ids; docs/realm-market.md says what each part does and why."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kernel.realms import Realm
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from kernel.conversation import Namespace, NamespaceContext
+
+# notification_type_enum of the seed: the kinds of notification the realm emits.
+NOTIFICATION_CATEGORIES = ("order", "message", "review", "promotion", "system", "payment")
+
+
+def _routes() -> Sequence[web.RouteTableDef]:
+    from realms.market.routes import ROUTE_TABLES
+
+    return ROUTE_TABLES
+
+
+def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
+    from realms.market.namespaces import build
+
+    return build(context)
+
 
 REALM = Realm(
     name="market",
@@ -14,4 +38,16 @@ REALM = Realm(
     summary="GOGOMARKET marketplace (seed 004): chats, orders, sellers, couriers",
     user_id_type="bigint",
     sql_dir=Path(__file__).resolve().parent / "sql",
+    # Blocked (inactive, suspended, banned) and soft-deleted users are refused everywhere.
+    user_lookup_sql=(
+        "SELECT role::text AS user_type, status = 'active' AS active FROM market.users"
+        " WHERE id = $1 AND deleted_at IS NULL"
+    ),
+    contact_sql=(
+        "SELECT id, email, email_verified, status = 'active' AND deleted_at IS NULL AS active"
+        " FROM market.users WHERE id = ANY ($1::bigint[])"
+    ),
+    routes=_routes,
+    namespaces=_namespaces,
+    notification_categories=NOTIFICATION_CATEGORIES,
 )

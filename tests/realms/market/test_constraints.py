@@ -349,6 +349,11 @@ CHECKS: list[Case] = [
     Case("chats", "chats_group_has_name", {"type": "group", "name": None}, "null"),
     Case("chats", "chats_group_has_name", {"type": "group", "name": "   "}, "blank"),
     Case("messages", "messages_client_id_not_blank", {"client_id": " "}),
+    Case(
+        "chat_participants",
+        "chat_participants_last_read_seq_non_negative",
+        {"last_read_seq": -1},
+    ),
     Case("messages", "messages_metadata_object", {"metadata": [1]}),
     Case("messages", "messages_type_payload", {"type": "text", "content": None}, "text-null"),
     Case("messages", "messages_type_payload", {"type": "text", "content": " \t"}, "text-blank"),

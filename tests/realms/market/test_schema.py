@@ -31,6 +31,10 @@ ADDED_COLUMNS: dict[tuple[str, str], str] = {
     ("seller_statistics", "created_at"): "principle: created_at on all tables",
     ("messages", "seq"): "gateway: gap-free per-chat sequence",
     ("messages", "client_id"): "gateway: idempotency key",
+    ("chats", "product_id"): "4016: the product a direct chat is about",
+    ("chats", "order_id"): "4016: the order a direct chat is about",
+    ("chats", "assigned_to"): "4016: the staff member answering a support chat",
+    ("chat_participants", "last_read_seq"): "4016: read position as a seq (exact unread)",
 }
 
 # Seed defaults the realm adds (the seed gives none for these columns).
@@ -220,6 +224,9 @@ def test_added_columns_have_their_types(catalog: Catalog) -> None:
             assert (typ, not_null, default) == ("timestamp with time zone", True, "now()")
     assert catalog.columns[("messages", "seq")] == ("bigint", True, None)
     assert catalog.columns[("messages", "client_id")] == ("character varying(64)", False, None)
+    assert catalog.columns[("chat_participants", "last_read_seq")] == ("bigint", True, "0")
+    for column in ("product_id", "order_id", "assigned_to"):
+        assert catalog.columns[("chats", column)] == ("bigint", False, None)
 
 
 def test_every_timestamp_is_timestamptz(catalog: Catalog) -> None:
@@ -435,5 +442,8 @@ def test_documented_functions_exist(catalog: Catalog) -> None:
         "deactivate_expired_stories", "purge_expired_stories", "purge_old_analytics_events",
         "purge_old_audit_logs", "apply_retention", "orders_due_for_archival",
         "users_due_for_archival", "current_user_id", "is_chat_participant",
+        # 4016: the gateway's additions
+        "append_chat_messages", "notify_order_status", "notify_order_courier",
+        "notify_chat_participant_removed", "notify_user_disabled",
     }  # fmt: skip
     assert set(catalog.functions) == expected
