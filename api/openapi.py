@@ -11,7 +11,9 @@ from aiohttp import web
 
 from api.mount import MOUNTED, Mounted
 from kernel.errors import ERROR_CODES
-from kernel.web.endpoints import Endpoint, endpoint
+from kernel.realms import Realm
+from kernel.web.endpoints import Endpoint, body_required, endpoint
+from kernel.web.keys import REALMS
 
 routes = web.RouteTableDef()
 
@@ -33,6 +35,11 @@ _ERROR_SCHEMA = {
         }
     },
 }
+_RETRY_AFTER = {
+    "description": "seconds to wait before retrying",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
 _REASONS = {
     200: "OK",
     201: "Created",
@@ -49,7 +56,29 @@ _REASONS = {
 }
 
 
-def _operation(spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]) -> dict[str, Any]:
+# The JSON Schema of a realm's row ids, by Realm.user_id_type: a path parameter named `id` or
+# `<something>_id` of a realm's route is one of its ids (kernel/web/paths.py reads them).
+_ID_SCHEMAS: dict[str, dict[str, Any]] = {
+    "uuid": {"type": "string", "format": "uuid"},
+    "bigint": {"type": "integer", "format": "int64", "minimum": 1},
+}
+# Postgres text cannot hold NUL and the endpoint decorator refuses it in every string of a
+# request (path, query, body); said once for every string the document does not constrain.
+_NO_NUL = "^[^\\u0000]*$"
+
+
+def _path_param_schema(name: str, ids: dict[str, Any] | None) -> dict[str, Any]:
+    if ids is not None and (name == "id" or name.endswith("_id")):
+        return dict(ids)
+    return {"type": "string", "minLength": 1}
+
+
+def _operation(
+    spec: Endpoint,
+    path: str,
+    refs: dict[type, dict[str, Any]],
+    ids: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": spec.summary,
         "tags": [spec.tag],
@@ -59,7 +88,7 @@ def _operation(spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]) -> d
         .replace("-", "_"),
     }
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _path_param_schema(name, ids)}
         for name in _path_params(path)
     ]
     if spec.query is not None:
@@ -80,7 +109,7 @@ def _operation(spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]) -> d
         op["parameters"] = params
     if spec.body is not None:
         op["requestBody"] = {
-            "required": True,
+            "required": body_required(spec.body),  # kernel/web/endpoints.py reads none as {}
             "content": {"application/json": {"schema": refs[spec.body]}},
         }
     responses: dict[str, Any] = {}
@@ -88,8 +117,9 @@ def _operation(spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]) -> d
     if spec.response is not None and spec.status != 204:
         ok["content"] = {"application/json": {"schema": refs[spec.response]}}
     responses[str(spec.status)] = ok
-    automatic = {  # answered by api/endpoints.py itself, whatever the handler declares
+    automatic = {  # answered by kernel/web (endpoints, errors), whatever the handler declares
         400,
+        503,  # an outage of what the request needs (kernel/web/errors.py)
         *((401,) if spec.auth else ()),
         *((413,) if spec.body is not None else ()),
     }
@@ -98,6 +128,8 @@ def _operation(spec: Endpoint, path: str, refs: dict[type, dict[str, Any]]) -> d
             "description": _REASONS.get(status, "Error"),
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
+        if status == 503:
+            responses[str(status)]["headers"] = {"Retry-After": _RETRY_AFTER}
     op["responses"] = responses
     if spec.auth:
         op["security"] = [{"bearer": []}]
@@ -131,7 +163,101 @@ def _ecma_patterns(node: Any) -> None:
             _ecma_patterns(item)
 
 
-def build_document(mounted: list[Mounted]) -> dict[str, Any]:
+# What msgspec reads as a datetime or a time (it leaves both as bare strings in a schema, as
+# the offset is optional): RFC 3339 without leap seconds or the year 0000, an offset or none.
+# Days past a month's end are left out; 29 February is too, as most years have none.
+_DAY = (
+    "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    "|02-(0[1-9]|1[0-9]|2[0-8]))"
+)
+_TIME = (
+    "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
+)
+_TYPED_STRINGS = {
+    msgspec.inspect.DateTimeType: {"pattern": f"^(?!0000)[0-9]{{4}}-{_DAY}[Tt ]{_TIME}$"},
+    msgspec.inspect.TimeType: {"pattern": f"^{_TIME}$"},
+}
+
+
+def _constrain_strings(node: Any) -> None:
+    """Give every string schema without a pattern, format or enum the pattern that excludes
+    NUL (the API refuses it everywhere)."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not node.keys() & {"pattern", "format", "enum"}:
+            node["pattern"] = _NO_NUL
+        for value in node.values():
+            _constrain_strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            _constrain_strings(item)
+
+
+def _structs(types: list[type]) -> list[msgspec.inspect.StructType]:
+    """Every Struct the types use, nested ones included."""
+    found: dict[type, msgspec.inspect.StructType] = {}
+
+    def walk(info: object) -> None:
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls not in found:
+                found[info.cls] = info
+                for f in info.fields:
+                    walk(f.type)
+            return
+        for name in getattr(info, "__struct_fields__", ()):  # inspect's types are Structs
+            value = getattr(info, name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, msgspec.inspect.Type):
+                    walk(item)
+
+    for info in msgspec.inspect.multi_type_info(types):
+        walk(info)
+    return list(found.values())
+
+
+def _typed_string(info: msgspec.inspect.Type) -> dict[str, Any] | None:
+    if isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            if (typed := _typed_string(member)) is not None:
+                return typed
+        return None
+    return _TYPED_STRINGS.get(type(info))
+
+
+def _complete_components(types: list[type]) -> None:
+    """What msgspec's schemas leave out: a Struct's `schema_rules`
+    (kernel.web.endpoints.exactly_one_of …) under its `allOf`, and the shape of its datetime
+    and time fields."""
+    for struct in _structs(types):
+        component = _COMPONENTS.get(struct.cls.__name__)
+        if component is None:
+            continue
+        rules = getattr(struct.cls, "schema_rules", None)
+        if rules:
+            component["allOf"] = [*component.get("allOf", []), *rules]
+        for f in struct.fields:
+            typed = _typed_string(f.type)
+            prop = component.get("properties", {}).get(f.encode_name)
+            if typed is None or prop is None:
+                continue
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "string":
+                    branch.update(typed)
+
+
+def _realm_ids(path: str, realms: dict[str, Realm]) -> dict[str, Any] | None:
+    """The id schema of the realm serving `path` (/v1/<realm>/…, or an analyst alias)."""
+    parts = path.split("/")
+    realm = realms.get(parts[2]) if len(parts) > 2 and parts[1] == "v1" else None
+    if realm is None:
+        realm = next((r for r in realms.values() if r.unprefixed_paths), None)
+        if realm is None or not path.startswith("/v1/"):
+            return None
+    return _ID_SCHEMAS[realm.user_id_type]
+
+
+def build_document(
+    mounted: list[Mounted], realms: dict[str, Realm] | None = None
+) -> dict[str, Any]:
     """The document of what an application serves; an old path kept as an alias is listed
     too, marked deprecated and naming its canonical path."""
     types = sorted(
@@ -144,10 +270,12 @@ def build_document(mounted: list[Mounted]) -> dict[str, Any]:
     _ecma_patterns([schemas, components])
     _COMPONENTS.clear()
     _COMPONENTS.update(components)
+    _complete_components(types)
+    _constrain_strings([schemas, components])
     refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for m in mounted:
-        operation = _operation(m.endpoint, m.path, refs)
+        operation = _operation(m.endpoint, m.path, refs, _realm_ids(m.path, realms or {}))
         if m.alias_of is not None:
             operation["deprecated"] = True
             operation["description"] = f"Alias of {m.alias_of} (paths before realms)."
@@ -181,4 +309,5 @@ def build_document(mounted: list[Mounted]) -> dict[str, Any]:
     auth=False,
 )
 async def openapi(request: web.Request) -> dict[str, Any]:
-    return build_document(request.app[MOUNTED])
+    served = {realm.name: realm for realm in request.app[REALMS]}
+    return build_document(request.app[MOUNTED], served)

@@ -1,21 +1,23 @@
-"""In-app delivery of the inbox in kernel/inbox.py (the analyst realm's, whose users'
-streams are `user:<id>`): LISTEN sb_notification (one NOTIFY per new notification) and
-sb_notification_read (one per user whose notifications were marked read), and write
-`notification` frames and `notifications_read` events to the `user:<id>` stream of users
-with sockets here; on connect, the unread count and the newest unread notifications.
+"""In-app delivery of every realm's inbox (kernel/inbox.py): LISTEN sb_notification (one NOTIFY
+per new notification) and sb_notification_read (one per realm and user whose notifications
+were marked read), both naming the realm, and write `notification` frames and
+`notifications_read` events to the user stream of that realm's user (`user:<id>` in the
+analyst realm, `<realm>.user:<id>` in others) when they have sockets here; on connect, the
+unread count and the newest unread notifications.
 
 Every gateway process listens and serves only its own sockets, so each socket gets each
 frame once however many processes there are; going through Redis as well would deliver it
 once per process that has the user. A NOTIFY missed while the listener reconnects is covered
 by what a client gets on its next connect (the unread count and the missed notifications).
+A notice of a realm this process does not serve is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-import uuid
 
 import asyncpg
 import msgspec
@@ -23,8 +25,10 @@ import msgspec
 from gateway.ports import RelayHost
 from gateway.protocol import Event, Notification, json_encoder
 from kernel import inbox
+from kernel.inbox import Inbox
 from kernel.listen import Listener
 from kernel.logs import EventLog
+from kernel.realms import Realm
 
 log = EventLog("gateway.notifications")
 
@@ -34,11 +38,13 @@ MAX_LOAD = 1000  # notifications loaded, or users counted, per query
 
 
 class _Created(msgspec.Struct, frozen=True):
+    realm: str
     user_id: str
     id: str
 
 
 class _Read(msgspec.Struct, frozen=True):
+    realm: str
     user_id: str
     ids: list[str] | None  # None: more than 100 were read at once
 
@@ -47,17 +53,23 @@ _created = msgspec.json.Decoder(_Created)
 _read = msgspec.json.Decoder(_Read)
 
 _LOAD = """
-SELECT id, user_id, notification_type, title, message, action_url, priority, created_at
-  FROM analyst.notifications
- WHERE id = ANY ($1::uuid[]) AND send_in_app
- ORDER BY created_at, id
+SELECT n.id, n.user_id::text AS user_id, n.notification_type, n.title, n.message,
+       n.action_url, n.priority, n.created_at
+  FROM {table} n
+ WHERE n.id = ANY ($1::uuid[]) AND n.send_in_app{realm_match}
+ ORDER BY n.created_at, n.id
 """
 
 
-def notification_frame(row: asyncpg.Record, *, missed: bool = False) -> Notification:
-    """The `notification` frame of an analyst.notifications row."""
+@functools.cache
+def _load_sql(box: Inbox) -> str:
+    return _LOAD.format(table=box.table, realm_match=" AND n.realm = $2" if box.shared else "")
+
+
+def notification_frame(realm: Realm, row: asyncpg.Record, *, missed: bool = False) -> Notification:
+    """The `notification` frame of a row of `realm`'s inbox, on its user's stream."""
     return Notification(
-        channel=f"user:{row['user_id']}",
+        channel=realm.user_stream(str(row["user_id"])),
         id=str(row["id"]),
         notification_type=row["notification_type"],
         title=row["title"],
@@ -74,7 +86,7 @@ class NotificationRelay:
 
     def __init__(self, gateway: RelayHost) -> None:
         self._gateway = gateway
-        self._created: list[str] = []
+        self._created: dict[str, list[str]] = {}  # realm -> notification ids
         self._read: list[_Read] = []
         self._flushing: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -91,12 +103,16 @@ class NotificationRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flushing
 
-    async def missed(self, user_id: str) -> tuple[int, list[Notification]]:
-        """What a socket gets on connect: the unread count and the newest unread
-        notifications (GATEWAY_MISSED_NOTIFICATIONS of them), oldest first."""
+    async def missed(self, user_id: str, realm: Realm) -> tuple[int, list[Notification]]:
+        """What a socket of `realm`'s user gets on connect: the unread count and the newest
+        unread notifications (GATEWAY_MISSED_NOTIFICATIONS of them), oldest first."""
         limit = self._gateway.settings.gateway_missed_notifications
-        unread, rows = await inbox.missed(self._gateway.pool, uuid.UUID(user_id), limit)
-        return unread, [notification_frame(row, missed=True) for row in rows]
+        unread, rows = await inbox.missed(self._gateway.pool, user_id, limit, realm)
+        return unread, [notification_frame(realm, row, missed=True) for row in rows]
+
+    def _realm(self, name: str) -> Realm | None:
+        realms = self._gateway.realms
+        return realms.get(name) if name in realms else None
 
     # --- listening ----------------------------------------------------------------------------
 
@@ -106,9 +122,10 @@ class NotificationRelay:
         except msgspec.DecodeError:
             log.error("bad_notification_notice", payload=payload[:200])
             return
+        realm = self._realm(notice.realm)
         # Most notices are for users connected elsewhere: a dict lookup, nothing more.
-        if f"user:{notice.user_id}" in self._gateway.sessions:
-            self._created.append(notice.id)
+        if realm is not None and realm.user_stream(notice.user_id) in self._gateway.sessions:
+            self._created.setdefault(realm.name, []).append(notice.id)
             self._schedule_flush()
 
     def _on_read(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -117,7 +134,8 @@ class NotificationRelay:
         except msgspec.DecodeError:
             log.error("bad_read_notice", payload=payload[:200])
             return
-        if f"user:{notice.user_id}" in self._gateway.sessions:
+        realm = self._realm(notice.realm)
+        if realm is not None and realm.user_stream(notice.user_id) in self._gateway.sessions:
             self._read.append(notice)
             self._schedule_flush()
 
@@ -126,37 +144,62 @@ class NotificationRelay:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Deliver what arrived since the last flush: new notifications (one query per
-        MAX_LOAD), then read changes with each user's unread count as it is now (so a
+        """Deliver what arrived since the last flush: new notifications (one query per realm
+        and MAX_LOAD), then read changes with each user's unread count as it is now (so a
         notification read at once is shown, then shown read)."""
         await asyncio.sleep(0)  # let the rest of a burst of notices queue up first
         while self._created or self._read:
             while self._created:
-                ids, self._created = self._created[:MAX_LOAD], self._created[MAX_LOAD:]
-                try:
-                    rows = await self._gateway.pool.fetch(_LOAD, ids)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.error("notification_load_failed", error=repr(exc), count=len(ids))
-                    continue
-                for row in rows:
-                    self._deliver(notification_frame(row))
-                    self.delivered += 1
+                name, ids = next(iter(self._created.items()))
+                batch, rest = ids[:MAX_LOAD], ids[MAX_LOAD:]
+                if rest:
+                    self._created[name] = rest
+                else:
+                    del self._created[name]
+                await self._load(name, batch)
             if self._read:
                 reads, self._read = self._read[:MAX_LOAD], self._read[MAX_LOAD:]
-                users = list({uuid.UUID(r.user_id) for r in reads})
-                try:
-                    counts = await inbox.unread_counts(self._gateway.pool, users)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.error("unread_count_failed", error=repr(exc), count=len(users))
-                    continue
+                by_realm: dict[str, list[_Read]] = {}
                 for read in reads:
-                    channel = f"user:{read.user_id}"
-                    unread = counts.get(uuid.UUID(read.user_id), 0)
-                    self._deliver(
-                        Event(
-                            channel=channel, kind="notifications_read", ids=read.ids, unread=unread
-                        )
-                    )
+                    by_realm.setdefault(read.realm, []).append(read)
+                for name, group in by_realm.items():
+                    await self._tell_read(name, group)
+
+    async def _load(self, name: str, ids: list[str]) -> None:
+        realm = self._realm(name)
+        if realm is None:
+            return
+        box = inbox.inbox_of(realm)
+        args: list[object] = [ids, name] if box.shared else [ids]
+        try:
+            rows = await self._gateway.pool.fetch(_load_sql(box), *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("notification_load_failed", error=repr(exc), count=len(ids), realm=name)
+            return
+        for row in rows:
+            self._deliver(notification_frame(realm, row))
+            self.delivered += 1
+
+    async def _tell_read(self, name: str, reads: list[_Read]) -> None:
+        realm = self._realm(name)
+        if realm is None:
+            return
+        users = list({r.user_id for r in reads})
+        try:
+            counts = await inbox.unread_counts(self._gateway.pool, users, realm)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+            log.error("unread_count_failed", error=repr(exc), count=len(users), realm=name)
+            return
+        for read in reads:
+            unread = counts.get(inbox.user_key(realm, read.user_id), 0)
+            self._deliver(
+                Event(
+                    channel=realm.user_stream(read.user_id),
+                    kind="notifications_read",
+                    ids=read.ids,
+                    unread=unread,
+                )
+            )
 
     def _deliver(self, frame: Notification | Event) -> None:
         # The same path as a frame from the bus: the hub writes it to the user's sockets

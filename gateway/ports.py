@@ -43,6 +43,7 @@ class RelayHost(Protocol):
     """What the in-app notification relay reads: whose sockets are here, and the hub."""
 
     settings: Settings
+    realms: Realms
     pool: asyncpg.Pool
     hub: Hub
 

@@ -179,7 +179,9 @@ class GatewayServer:
             joined = await session.join(session.user_stream, None)
             missed: list[p.Notification] = []
             if session.realm.in_app_inbox:
-                joined.unread, missed = await self.gateway.notifications.missed(principal.user_id)
+                joined.unread, missed = await self.gateway.notifications.missed(
+                    principal.user_id, session.realm
+                )
                 joined.missed = len(missed)
             session.write(joined)
             for notification in missed:

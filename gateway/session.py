@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 
 import asyncpg
@@ -25,6 +24,7 @@ from kernel.conversation import (
     Membership,
     Namespace,
     Principal,
+    StreamControl,
 )
 from kernel.errors import (
     BadRequest,
@@ -109,6 +109,12 @@ class Session:
                 return p.Ok(ref=ref, channel=ch)
             case p.Send():
                 return await self._send(ch, frame)
+            case p.Cancel():
+                namespace, _ = self._namespace(ch)
+                if not isinstance(namespace, StreamControl):
+                    raise BadRequest(f"{namespace.name}: nothing streams in these channels")
+                await namespace.cancel(self.principal, self._member(ch), frame.id)
+                return p.Changed(ref=ref, channel=ch, id=str(frame.id))
             case p.Edit():
                 m = await self._chat(ch).edit(
                     self.principal, self._member(ch), frame.id, frame.text
@@ -166,14 +172,14 @@ class Session:
             raise BadRequest(f"realm {self.realm.name!r} keeps no in-app inbox")
         if frame.all == (frame.ids is not None):
             raise BadRequest("give either `ids` (1 to 100 notification ids) or `all: true`")
-        user_id = uuid.UUID(self.principal.user_id)
+        user_id, realm = self.principal.user_id, self.realm
         pool = self.gateway.pool
-        marked = await inbox.mark_read(pool, user_id, None if frame.all else frame.ids)
+        marked = await inbox.mark_read(pool, user_id, None if frame.all else frame.ids, realm)
         return p.NotificationsMarked(
             ref=frame.ref,
             channel=self.user_stream,
             marked=marked,
-            unread=await inbox.unread_count(pool, user_id),
+            unread=await inbox.unread_count(pool, user_id, realm),
         )
 
     # --- membership ---------------------------------------------------------------------------
@@ -449,6 +455,7 @@ class Session:
             attachment_url=frame.attachment_url,
             attachment=frame.attachment,
             mentions=frame.mentions,
+            metadata=frame.metadata,
         )
         # Pipelined sends of this socket pass the limit and enter their store in the order
         # they arrived: the store fixes a message's place before its first suspension (the

@@ -1,9 +1,11 @@
-"""The one way in for notifications: `notify()` writes a domain event's notifications and their
-delivery jobs (the outbox) in the caller's transaction, set-based and idempotent, and the few
-writes users make about them (devices, preferences, settings). docs/notifications.md."""
+"""The one way in for notifications, in any realm: `notify()` writes a domain event's
+notifications (to the realm's inbox table) and their delivery jobs (the outbox) in the caller's
+transaction, set-based and idempotent, and the few writes users make about them (devices,
+preferences, settings), keyed by (realm, user id). docs/notifications.md."""
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Sequence
@@ -12,6 +14,8 @@ from typing import Literal
 
 import asyncpg
 
+from kernel.inbox import Inbox, RealmRef, UserId, inbox_of, resolve_realm, user_key
+from kernel.realms import Realm
 from kernel.request_context import current_request_id
 
 Priority = Literal["low", "medium", "high", "urgent"]
@@ -94,16 +98,32 @@ def admins() -> Audience:
 
 # --- notify ---------------------------------------------------------------------------------
 
-# One statement: recipients -> preferences -> notifications -> jobs. The audience's SQL is
-# spliced in whole and its parameters come first ($1..$k); notify's own follow, numbered by
-# _numbered(). Data-modifying CTEs all run, referenced or not.
-_NOTIFY_SQL = """
-WITH recipients AS (
-    SELECT u.id AS user_id,
-           u.email IS NOT NULL AND u.email_verified AS email_ok,
-           EXISTS (SELECT 1 FROM gateway.push_devices d WHERE d.user_id = u.id) AS has_device
+# Audiences are queries over the tables of this realm; other realms pass explicit user ids.
+AUDIENCE_REALM = "analyst"
+
+# Who an audience reaches in AUDIENCE_REALM: active, undeleted users, with whether their
+# e-mail may be used. Its SQL is spliced in whole and its parameters come first ($1..$k).
+_AUDIENCE_RECIPIENTS = """
+    SELECT u.id::text AS user_id, u.email IS NOT NULL AND u.email_verified AS email_ok
       FROM analyst.users u
      WHERE u.id IN ({audience}) AND u.deleted_at IS NULL AND u.is_active
+"""
+
+# Any other realm: the recipients its contact_sql let through, decided in Python (one query).
+_LISTED_RECIPIENTS = """
+    SELECT r.user_id, r.email_ok FROM unnest(:ids, :email_ok) AS r(user_id, email_ok)
+"""
+
+# One statement: recipients -> preferences -> notifications -> jobs. notify's own parameters
+# follow the audience's, numbered by _numbered(). Data-modifying CTEs all run, referenced or
+# not. {recipients} yields (user_id text, email_ok boolean); {inbox_*} name the realm's inbox
+# table (kernel/inbox.py): its columns, the user id in its type, its idempotency key.
+_NOTIFY_SQL = """
+WITH recipients AS (
+    SELECT r.user_id, r.email_ok,
+           EXISTS (SELECT 1 FROM gateway.push_devices d
+                    WHERE d.realm = :realm AND d.user_id = r.user_id) AS has_device
+      FROM ({recipients}) r
 ),
 decided AS (
     SELECT r.user_id,
@@ -121,29 +141,29 @@ decided AS (
                  (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
                       FILTER (WHERE p.channel IN ('email', '*')))[1] AS email
             FROM gateway.notification_preferences p
-           WHERE p.user_id = r.user_id AND p.category IN (:category, '*')
+           WHERE p.realm = :realm AND p.user_id = r.user_id AND p.category IN (:category, '*')
       ) p ON true
 ),
 ins AS (
-    INSERT INTO analyst.notifications AS n
-        (user_id, notification_type, title, message, action_url, related_entity_type,
-         related_entity_id, send_email, send_push, send_in_app, status, sent_at, priority,
-         notification_group, idempotency_key)
-    SELECT d.user_id, :type, :title, :message, :action_url, :entity_type, :entity_id,
-           d.email, d.push, d.in_app,
+    INSERT INTO {inbox_table} AS n
+        ({inbox_realm_column}user_id, notification_type, title, message, action_url,
+         related_entity_type, related_entity_id, send_email, send_push, send_in_app, status,
+         sent_at, priority, notification_group, idempotency_key)
+    SELECT {inbox_realm_value}{inbox_user}, :type, :title, :message, :action_url,
+           :entity_type, :entity_id, d.email, d.push, d.in_app,
            -- In-app is delivered by being stored (the inbox); otherwise a worker decides.
            CASE WHEN d.in_app THEN 'sent' ELSE 'pending' END,
            CASE WHEN d.in_app THEN now() END,
-           :priority, :group, :event_key || ':' || d.user_id::text
+           :priority, :group, :event_key || ':' || d.user_id
       FROM decided d
      WHERE d.in_app OR d.push OR d.email
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING n.id, n.user_id, n.send_push, n.send_email
+    ON CONFLICT {inbox_key} DO NOTHING
+    RETURNING n.id, n.user_id::text AS user_id, n.send_push, n.send_email
 ),
 jobs AS (
     INSERT INTO gateway.notification_deliveries
-        (notification_id, user_id, channel, priority, request_id)
-    SELECT i.id, i.user_id, c.channel, :priority, :request_id
+        (realm, notification_id, user_id, channel, priority, request_id)
+    SELECT :realm, i.id, i.user_id, c.channel, :priority, :request_id
       FROM ins i
      CROSS JOIN LATERAL (VALUES ('push', i.send_push), ('email', i.send_email)) c (channel, wanted)
      WHERE c.wanted AND NOT :digest
@@ -151,17 +171,18 @@ jobs AS (
 digests AS (
     -- One digest job per user and local day, due at the user's digest time the next day.
     INSERT INTO gateway.notification_deliveries
-        (user_id, channel, digest_date, priority, next_attempt_at, request_id)
-    SELECT i.user_id, 'digest', l.day, 'low',
+        (realm, user_id, channel, digest_date, priority, next_attempt_at, request_id)
+    SELECT :realm, i.user_id, 'digest', l.day, 'low',
            ((l.day + 1) + coalesce(s.digest_at, time '08:00')) AT TIME ZONE l.tz, :request_id
       FROM ins i
-      LEFT JOIN gateway.notification_settings s ON s.user_id = i.user_id
+      LEFT JOIN gateway.notification_settings s
+             ON s.realm = :realm AND s.user_id = i.user_id
      CROSS JOIN LATERAL (
           SELECT coalesce(s.time_zone, 'UTC') AS tz,
                  (now() AT TIME ZONE coalesce(s.time_zone, 'UTC'))::date AS day
      ) l
      WHERE :digest AND i.send_email
-    ON CONFLICT (user_id, digest_date) WHERE channel = 'digest' DO NOTHING
+    ON CONFLICT (realm, user_id, digest_date) WHERE channel = 'digest' DO NOTHING
 )
 SELECT count(*) FROM ins
 """
@@ -170,6 +191,9 @@ _PARAM = re.compile(r"(?<!:):([a-z_]+)\b")
 # notify's parameters and their types: each placeholder is written `$n::type`, so Postgres
 # never has to guess a type from context.
 _TYPES = {
+    "realm": "text",
+    "ids": "text[]",
+    "email_ok": "boolean[]",
     "in_app": "boolean",
     "push": "boolean",
     "email": "boolean",
@@ -202,16 +226,48 @@ def _numbered(sql: str, first: int) -> tuple[str, list[str]]:
     return _PARAM.sub(number, sql), names
 
 
+@functools.cache
+def _notify_sql(box: Inbox, recipients: str) -> str:
+    """The statement for one realm's inbox, with `recipients` spliced in (not yet numbered)."""
+    return (
+        _NOTIFY_SQL.replace("{recipients}", recipients)
+        .replace("{inbox_table}", box.table)
+        .replace("{inbox_realm_column}", "realm, " if box.shared else "")
+        .replace("{inbox_realm_value}", ":realm, " if box.shared else "")
+        .replace("{inbox_user}", box.key("d.user_id"))
+        .replace("{inbox_key}", "(realm, idempotency_key)" if box.shared else "(idempotency_key)")
+    )
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
 
 
+async def _contacts(
+    conn: asyncpg.Connection, realm: Realm, keys: Sequence[str]
+) -> tuple[list[str], list[bool]]:
+    """The recipients among `keys` (canonical ids) that the realm's contact_sql calls active,
+    with whether a verified e-mail address reaches them. A realm without contact_sql has no
+    address the core may use: every listed user, none by e-mail."""
+    if realm.contact_sql is None:
+        return list(keys), [False] * len(keys)
+    rows = await conn.fetch(realm.contact_sql, [realm.user_id_value(k) for k in keys])
+    reachable = {
+        user_key(realm, row["id"]): bool(row["email"] is not None and row["email_verified"])
+        for row in rows
+        if row["active"]
+    }
+    listed = [k for k in keys if k in reachable]
+    return listed, [reachable[k] for k in listed]
+
+
 async def notify(
     conn: asyncpg.Connection,
     *,
+    realm: RealmRef = AUDIENCE_REALM,
     event_key: str,
-    recipients: Audience | Sequence[uuid.UUID],
+    recipients: Audience | Sequence[UserId],
     notification_type: str,
     title: str | None = None,
     message: str | None = None,
@@ -225,12 +281,19 @@ async def notify(
     send_in_app: bool = True,
     bypass_preferences: bool = False,
 ) -> int:
-    """Create the notifications of one domain event; return how many were created.
+    """Create the notifications of one domain event in `realm`; return how many were created.
 
     Runs in the caller's transaction (a savepoint when one is open, else its own), so the
     notifications and their delivery jobs commit with the event that caused them, or not at
     all. `event_key` names the event ("post:<id>:published"): a user gets at most one
     notification per key, so replaying an event creates nothing new and returns 0 for them.
+
+    Recipients are user ids of the realm (str, UUID or int; ValueError for anything else),
+    or, in the analyst realm, an `Audience`. Users the realm calls inactive or does not know
+    (its `contact_sql`; the analyst realm: deleted or inactive) are dropped, as are duplicates.
+    The rows go to the realm's inbox table (kernel/inbox.py) and the jobs to
+    gateway.notification_deliveries, naming the realm. `realm` is a Realm or the name of a
+    realm this process serves.
 
     Per user, a channel fires when its send_* flag is set, the user's preferences for the
     notification_type (their category) allow it — unless `bypass_preferences`, for
@@ -257,11 +320,10 @@ async def notify(
         notification_group is None or len(notification_group) <= 100,
         "notification_group is at most 100 characters",
     )
-    if not isinstance(recipients, Audience):
-        recipients = users(recipients)
-    query = AUDIENCES[recipients.name]
-    sql, names = _numbered(_NOTIFY_SQL, len(query.params) + 1)
+    the_realm = resolve_realm(realm)
+    box = inbox_of(the_realm)
     values: dict[str, object] = {
+        "realm": the_realm.name,
         "in_app": send_in_app,
         "push": send_push,
         "email": send_email,
@@ -281,31 +343,55 @@ async def notify(
         # that delivers a job can name it.
         "request_id": current_request_id(),
     }
-    sql = sql.replace("{audience}", query.sql)
     async with conn.transaction():
-        created = await conn.fetchval(sql, *recipients.args, *(values[n] for n in names))
+        if the_realm.name == AUDIENCE_REALM:
+            if not isinstance(recipients, Audience):
+                recipients = users([uuid.UUID(user_key(the_realm, u)) for u in recipients])
+            query = AUDIENCES[recipients.name]
+            template = _notify_sql(box, _AUDIENCE_RECIPIENTS.replace("{audience}", query.sql))
+            sql, names = _numbered(template, len(query.params) + 1)
+            args = [*recipients.args, *(values[n] for n in names)]
+        else:
+            _check(
+                not isinstance(recipients, Audience),
+                f"audiences are {AUDIENCE_REALM} queries; pass user ids for {the_realm.name}",
+            )
+            assert not isinstance(recipients, Audience)
+            keys = list(dict.fromkeys(user_key(the_realm, u) for u in recipients))
+            values["ids"], values["email_ok"] = await _contacts(conn, the_realm, keys)
+            sql, names = _numbered(_notify_sql(box, _LISTED_RECIPIENTS), 1)
+            args = [values[n] for n in names]
+        created = await conn.fetchval(sql, *args)
     return int(created)
 
 
 # --- what users say about their notifications -----------------------------------------------
+# Each takes the user's realm (a Realm or a served realm's name; default analyst, as before
+# realms) and the user id as str, UUID or int; rows are keyed by (realm, canonical id text).
 
 
 async def register_device(
     conn: asyncpg.Connection,
-    user_id: uuid.UUID,
+    user_id: UserId,
     token: str,
     platform: Platform,
     app_version: str | None = None,
+    *,
+    realm: RealmRef = AUDIENCE_REALM,
 ) -> uuid.UUID:
-    """Record (or refresh) a push token for `user_id`; a token seen before moves to this user."""
+    """Record (or refresh) a push token for the user; a token seen before moves to this user
+    (of whichever realm)."""
+    the_realm = resolve_realm(realm)
     device_id = await conn.fetchval(
-        """INSERT INTO gateway.push_devices (user_id, token, platform, app_version)
-           VALUES ($1, $2, $3, $4)
+        """INSERT INTO gateway.push_devices (realm, user_id, token, platform, app_version)
+           VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (token) DO UPDATE
-              SET user_id = excluded.user_id, platform = excluded.platform,
-                  app_version = excluded.app_version, last_seen_at = now()
+              SET realm = excluded.realm, user_id = excluded.user_id,
+                  platform = excluded.platform, app_version = excluded.app_version,
+                  last_seen_at = now()
            RETURNING id""",
-        user_id,
+        the_realm.name,
+        user_key(the_realm, user_id),
         token,
         platform,
         app_version,
@@ -314,28 +400,39 @@ async def register_device(
     return device_id
 
 
-async def forget_device(conn: asyncpg.Connection, user_id: uuid.UUID, token: str) -> bool:
+async def forget_device(
+    conn: asyncpg.Connection, user_id: UserId, token: str, *, realm: RealmRef = AUDIENCE_REALM
+) -> bool:
     """Delete the user's push token (logout); True when there was one."""
+    the_realm = resolve_realm(realm)
     status = await conn.execute(
-        "DELETE FROM gateway.push_devices WHERE user_id = $1 AND token = $2", user_id, token
+        "DELETE FROM gateway.push_devices WHERE realm = $1 AND user_id = $2 AND token = $3",
+        the_realm.name,
+        user_key(the_realm, user_id),
+        token,
     )
     return bool(status != "DELETE 0")
 
 
 async def set_preference(
     conn: asyncpg.Connection,
-    user_id: uuid.UUID,
+    user_id: UserId,
     category: str,
     channel: Channel | Literal["*"],
     enabled: bool,
+    *,
+    realm: RealmRef = AUDIENCE_REALM,
 ) -> None:
     """Allow or block `category` ('*': all) on `channel` ('*': all) for the user."""
+    the_realm = resolve_realm(realm)
     await conn.execute(
-        """INSERT INTO gateway.notification_preferences (user_id, category, channel, enabled)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (user_id, category, channel) DO UPDATE
+        """INSERT INTO gateway.notification_preferences
+               (realm, user_id, category, channel, enabled)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (realm, user_id, category, channel) DO UPDATE
               SET enabled = excluded.enabled, updated_at = now()""",
-        user_id,
+        the_realm.name,
+        user_key(the_realm, user_id),
         category,
         channel,
         enabled,
@@ -344,24 +441,27 @@ async def set_preference(
 
 async def set_settings(
     conn: asyncpg.Connection,
-    user_id: uuid.UUID,
+    user_id: UserId,
     *,
+    realm: RealmRef = AUDIENCE_REALM,
     time_zone: str = "UTC",
     quiet_hours: tuple[str, str] | None = None,
     digest_at: str = "08:00",
 ) -> None:
     """Set the user's time zone, quiet hours ("22:00", "07:00") or None, and digest time."""
+    the_realm = resolve_realm(realm)
     start, end = quiet_hours if quiet_hours is not None else (None, None)
     await conn.execute(
         """INSERT INTO gateway.notification_settings
-               (user_id, time_zone, quiet_hours_start, quiet_hours_end, digest_at)
-           VALUES ($1, $2, $3::text::time, $4::text::time, $5::text::time)
-           ON CONFLICT (user_id) DO UPDATE
+               (realm, user_id, time_zone, quiet_hours_start, quiet_hours_end, digest_at)
+           VALUES ($1, $2, $3, $4::text::time, $5::text::time, $6::text::time)
+           ON CONFLICT (realm, user_id) DO UPDATE
               SET time_zone = excluded.time_zone,
                   quiet_hours_start = excluded.quiet_hours_start,
                   quiet_hours_end = excluded.quiet_hours_end,
                   digest_at = excluded.digest_at""",
-        user_id,
+        the_realm.name,
+        user_key(the_realm, user_id),
         time_zone,
         start,
         end,

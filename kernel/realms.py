@@ -67,9 +67,13 @@ class Realm:
     # Workers: the realm's scheduled jobs.
     jobs: Callable[[], Sequence[Job]] | None = None
     notification_categories: Sequence[str] = field(default_factory=tuple)
-    # Whether its users' in-app notifications live in the inbox kernel/inbox.py reads (the
-    # analyst realm's notifications table, for now): missed ones on connect, read over the socket.
-    in_app_inbox: bool = False
+    # Whether its users have the in-app inbox of kernel/inbox.py: missed notifications on
+    # connect, marking read over the socket and over REST. Every realm has one by default.
+    in_app_inbox: bool = True
+    # The table of its in-app notifications: the core's gateway.notifications (rows carry
+    # realm and the user id as text), or a table of the realm's own with the columns of
+    # analyst.notifications and user ids of its id type ("analyst.notifications").
+    inbox_table: str = "gateway.notifications"
     # Tell members who are not in a conversation that it has new messages (push, e-mail per
     # their preferences): (conn, user ids, event key, title, body, conversation id) -> count.
     # The core collapses: one event key per member and unread streak. None: nobody is told.

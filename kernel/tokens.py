@@ -4,16 +4,15 @@ The API issues them (`sign_access_token`); the gateway and the API verify them
 (`verify_access_token`), which raises Unauthorized or TokenExpired and never returns an
 unverified claim. Whether the claimed realm is served is the process's question
 (`Realms.for_token`): a well-signed token of a realm not served here is refused there.
+JOSE itself (encoding, the signature, the algorithm allow-list) is PyJWT's.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import time
 import uuid
 
+import jwt
 import msgspec
 
 from kernel.errors import TokenExpired, Unauthorized
@@ -29,20 +28,11 @@ class AccessClaims(msgspec.Struct, frozen=True):
     typ: str = "access"
 
 
-_HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+_ALGORITHM = "HS256"
+# PyJWS checks the structure, the algorithm allow-list and the signature; the claims are then
+# read by msgspec and their times checked against the caller's clock (`now`).
+_JWS = jwt.PyJWS(algorithms=[_ALGORITHM])
 _claims_decoder = msgspec.json.Decoder(AccessClaims)
-
-
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def _unb64(data: bytes) -> bytes:
-    return base64.urlsafe_b64decode(data + b"=" * (-len(data) % 4))
-
-
-def _sign(secret: str, signing_input: bytes) -> bytes:
-    return hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
 
 
 def sign_access_token(
@@ -55,8 +45,7 @@ def sign_access_token(
     claims = AccessClaims(
         sub=str(user_id), realm=realm, exp=issued + ttl_s, iat=issued, jti=uuid.uuid4().hex
     )
-    signing_input = _HEADER + b"." + _b64(msgspec.json.encode(claims))
-    return (signing_input + b"." + _b64(_sign(secret, signing_input))).decode()
+    return _JWS.encode(msgspec.json.encode(claims), secret, algorithm=_ALGORITHM)
 
 
 CLOCK_SKEW_S = 60
@@ -71,15 +60,17 @@ def verify_access_token(
     Raises TokenExpired when only the expiry fails, Unauthorized for anything else.
     """
     try:
-        raw = token.encode("ascii")
-        header, payload, signature = raw.split(b".")
-        expected = _sign(secret, header + b"." + payload)
-        if header != _HEADER or not hmac.compare_digest(_unb64(signature), expected):
-            raise Unauthorized("token signature is invalid")
-        claims = _claims_decoder.decode(_unb64(payload))
-    except Unauthorized:
-        raise
-    except (ValueError, UnicodeError, msgspec.DecodeError) as exc:
+        signed = _JWS.decode_complete(token, secret, algorithms=[_ALGORITHM])
+    except jwt.InvalidTokenError as exc:
+        # Three ASCII parts that do not verify (forged, or another header) are a bad
+        # signature; anything else does not even look like a token.
+        shaped = isinstance(token, str) and token.isascii() and token.count(".") == 2
+        raise Unauthorized(
+            "token signature is invalid" if shaped else "token is malformed"
+        ) from exc
+    try:
+        claims = _claims_decoder.decode(signed["payload"])
+    except msgspec.DecodeError as exc:  # ValidationError is one
         raise Unauthorized("token is malformed") from exc
     if claims.typ != "access":
         raise Unauthorized("token is not an access token")

@@ -5,6 +5,10 @@ truncated to 128 bits). The e-mail worker builds the links; the API's routes cal
 `record_open`, `record_click` (which returns the URL to redirect to — only ever a URL that
 was signed, so the endpoint is no open redirect) and `unsubscribe`. Links do not expire:
 mail is read months later, and RFC 8058 wants unsubscribe links to keep working.
+
+A claim names its realm (`r`); links signed before realms name none and are the analyst
+realm's, whose links keep their unprefixed paths. Other realms' links go to the core
+notification routes under /v1/<realm>/ (kernel/web/notification_routes.py).
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ import asyncpg
 import msgspec
 
 from kernel.errors import BadRequest, Unauthorized
+from kernel.inbox import Inbox, bind, inbox_of, resolve_realm, user_key
+from kernel.realms import Realm
 
 OPEN_PATH = "/v1/notifications/email/open"
 CLICK_PATH = "/v1/notifications/email/click"
 UNSUBSCRIBE_PATH = "/v1/notifications/email/unsubscribe"
+# The realm of links that name none (signed before realms existed).
+LEGACY_REALM = "analyst"
 
 Kind = Literal["open", "click", "unsubscribe"]
 _DOMAIN = b"switchboard.email-link.v1."
@@ -40,6 +48,7 @@ class LinkClaim(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_
     d: int | None = None
     url: str | None = None
     c: str | None = None
+    r: str = LEGACY_REALM
 
 
 _decoder = msgspec.json.Decoder(LinkClaim)
@@ -86,73 +95,104 @@ def verify_tracking_token(secret: str, token: str, kind: Kind | None = None) -> 
     return claim
 
 
+def link_path(kind: Kind, realm: str = LEGACY_REALM) -> str:
+    """The path of a realm's `kind` endpoint: the analyst realm's old unprefixed path, else
+    the core notification route under /v1/<realm>/."""
+    path = {"open": OPEN_PATH, "click": CLICK_PATH, "unsubscribe": UNSUBSCRIBE_PATH}[kind]
+    return path if realm == LEGACY_REALM else f"/v1/{realm}/{path[len('/v1/') :]}"
+
+
 def link(base_url: str, secret: str, claim: LinkClaim) -> str:
     """The absolute URL (under PUBLIC_BASE_URL) of `claim`'s endpoint with its token."""
-    path = {"open": OPEN_PATH, "click": CLICK_PATH, "unsubscribe": UNSUBSCRIBE_PATH}[claim.k]
+    path = link_path(claim.k, claim.r)
     return base_url.rstrip("/") + path + "?" + urlencode({"t": sign_link(secret, claim)})
 
 
 # --- recording (the API's routes call these) --------------------------------------------------
 
 _OPEN = """
-UPDATE analyst.notifications
-   SET email_opened = true, email_opened_at = coalesce(email_opened_at, now())
- WHERE user_id = $1 AND (id = $2 OR id = ANY (coalesce(
+UPDATE {t} n
+   SET email_opened = true, email_opened_at = coalesce(n.email_opened_at, now())
+ WHERE {mine} AND (n.id = :notification OR n.id = ANY (coalesce(
        (SELECT digest_items FROM gateway.notification_deliveries
-         WHERE id = $3 AND user_id = $1), '{}')))
+         WHERE id = :digest AND realm = :realm AND user_id = :user::text), ARRAY[]::uuid[])))
 """
 
 _CLICK = """
-UPDATE analyst.notifications
+UPDATE {t} n
    SET email_clicked = true, email_opened = true,
-       email_opened_at = coalesce(email_opened_at, now())
- WHERE id = $2 AND user_id = $1
+       email_opened_at = coalesce(n.email_opened_at, now())
+ WHERE n.id = :notification AND {mine}
 """
 
 
-def _ids(claim: LinkClaim) -> tuple[uuid.UUID, uuid.UUID | None]:
+def _sql(template: str, box: Inbox) -> str:
+    return template.format(t=box.table, mine=box.owner("n", ":user::text"))
+
+
+def _claimed(claim: LinkClaim, route_realm: str | None) -> tuple[Realm, str, uuid.UUID | None]:
+    """The claim's realm, user id (canonical) and notification id."""
+    if route_realm is not None and claim.r != route_realm:
+        raise BadRequest(f"this link belongs to realm {claim.r!r}, not {route_realm!r}")
     try:
-        return uuid.UUID(claim.u), uuid.UUID(claim.n) if claim.n else None
+        realm = resolve_realm(claim.r)
+        return realm, user_key(realm, claim.u), uuid.UUID(claim.n) if claim.n else None
     except ValueError:
         raise BadRequest("malformed link token") from None
 
 
-async def record_open(conn: asyncpg.Connection, secret: str, token: str) -> int:
+async def record_open(
+    conn: asyncpg.Connection, secret: str, token: str, *, realm: str | None = None
+) -> int:
     """The open pixel was fetched: mark the notification(s) opened (the first time counts).
-    Returns how many notifications were marked. Serve the 1x1 GIF whatever happens."""
+    Returns how many notifications were marked. Serve the 1x1 GIF whatever happens. `realm`:
+    the realm whose route was called (a link of another realm is refused)."""
     claim = verify_tracking_token(secret, token, "open")
-    user_id, notification_id = _ids(claim)
-    status = await conn.execute(_OPEN, user_id, notification_id, claim.d)
+    the_realm, user, notification_id = _claimed(claim, realm)
+    box = inbox_of(the_realm)
+    sql, args = bind(
+        _sql(_OPEN, box),
+        {"realm": the_realm.name, "user": user, "notification": notification_id, "digest": claim.d},
+    )
+    status = await conn.execute(sql, *args)
     return int(status.split()[-1])
 
 
-async def record_click(conn: asyncpg.Connection, secret: str, token: str) -> str:
+async def record_click(
+    conn: asyncpg.Connection, secret: str, token: str, *, realm: str | None = None
+) -> str:
     """A tracked link was followed: mark the notification clicked (and opened); return the URL
     to redirect to (303)."""
     claim = verify_tracking_token(secret, token, "click")
-    user_id, notification_id = _ids(claim)
+    the_realm, user, notification_id = _claimed(claim, realm)
     if claim.url is None:
         raise BadRequest("click link without a target")
     if notification_id is not None:
-        await conn.execute(_CLICK, user_id, notification_id)
+        box = inbox_of(the_realm)
+        sql, args = bind(
+            _sql(_CLICK, box),
+            {"realm": the_realm.name, "user": user, "notification": notification_id},
+        )
+        await conn.execute(sql, *args)
     return claim.url
 
 
-async def unsubscribe(conn: asyncpg.Connection, secret: str, token: str) -> tuple[uuid.UUID, str]:
+async def unsubscribe(
+    conn: asyncpg.Connection, secret: str, token: str, *, realm: str | None = None
+) -> tuple[uuid.UUID | int, str]:
     """One-click unsubscribe (RFC 8058, POST) or the link followed: turn e-mail off for the
-    claim's category. Idempotent. Returns (user id, category)."""
+    claim's category. Idempotent. Returns (user id in the realm's id type, category)."""
     claim = verify_tracking_token(secret, token, "unsubscribe")
-    user_id, _ = _ids(claim)
+    the_realm, user, _ = _claimed(claim, realm)
     category = claim.c or "*"
-    try:
-        await conn.execute(
-            """INSERT INTO gateway.notification_preferences (user_id, category, channel, enabled)
-               VALUES ($1, $2, 'email', false)
-               ON CONFLICT (user_id, category, channel) DO UPDATE
-                  SET enabled = false, updated_at = now()""",
-            user_id,
-            category,
-        )
-    except asyncpg.ForeignKeyViolationError:
-        pass  # the account is gone: nothing will be sent to it anyway
-    return user_id, category
+    await conn.execute(
+        """INSERT INTO gateway.notification_preferences
+               (realm, user_id, category, channel, enabled)
+           VALUES ($1, $2, $3, 'email', false)
+           ON CONFLICT (realm, user_id, category, channel) DO UPDATE
+              SET enabled = false, updated_at = now()""",
+        the_realm.name,
+        user,
+        category,
+    )
+    return the_realm.user_id_value(user), category

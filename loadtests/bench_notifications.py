@@ -174,8 +174,8 @@ async def seed_audience(conn: asyncpg.Connection, count: int) -> uuid.UUID:
 async def seed_devices(conn: asyncpg.Connection) -> None:
     """One Android push token for every trader."""
     await conn.execute(
-        "INSERT INTO gateway.push_devices (user_id, token, platform, app_version)"
-        " SELECT u.id, 'bench-token-' || u.id, 'android', '1.0'"
+        "INSERT INTO gateway.push_devices (realm, user_id, token, platform, app_version)"
+        " SELECT 'analyst', u.id, 'bench-token-' || u.id, 'android', '1.0'"
         " FROM analyst.users u WHERE u.user_type = 'trader'"
     )
 

@@ -32,7 +32,19 @@ async def _analyst(conn: asyncpg.Connection, password_hash: str) -> analyst.Demo
     return await analyst.seed_demo(conn, password_hash=password_hash)
 
 
-SEEDERS: dict[str, Seeder] = {"analyst": _analyst}
+async def _academy(conn: asyncpg.Connection, password_hash: str) -> analyst.DemoData:
+    from realms.academy.demo import seed_demo
+
+    seeded = await seed_demo(conn, password_hash=password_hash)
+    return analyst.DemoData(
+        realm="academy",
+        password=analyst.DEMO_PASSWORD,
+        users=[analyst.DemoUser(*u) for u in seeded.users],
+        channels=[analyst.DemoChannel(*c) for c in seeded.channels],
+    )
+
+
+SEEDERS: dict[str, Seeder] = {"analyst": _analyst, "academy": _academy}
 
 
 def token_ttl(settings: Settings) -> int:

@@ -25,6 +25,44 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NUL_REFUSED = "text may not contain NUL (\\u0000) characters"
 
 
+def exactly_one_of(*names: str) -> dict[str, Any]:
+    """A JSON Schema rule for a body Struct's `schema_rules`: exactly one of the optional
+    fields `names` is given (present and not null).
+
+    A Struct states rules its fields' types cannot (either/or, dependent fields) in a class
+    variable, `schema_rules: ClassVar[tuple[dict[str, Any], ...]]`; its handler enforces them
+    and the OpenAPI document lists them under the Struct's `allOf`.
+    """
+    return {
+        "oneOf": [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names
+        ]
+    }
+
+
+def all_or_none(*names: str) -> dict[str, Any]:
+    """A JSON Schema rule for `schema_rules`: the optional fields `names` are given together
+    (each present and not null) or not at all (each absent or null)."""
+    return {
+        "anyOf": [
+            {
+                "required": list(names),
+                "properties": {name: {"not": {"type": "null"}} for name in names},
+            },
+            {"properties": {name: {"type": "null"} for name in names}},
+        ]
+    }
+
+
+def body_required(body: type) -> bool:
+    """Whether a request must carry a body. An empty body reads as {}: a Struct with neither
+    required fields nor `schema_rules` takes that as all its defaults."""
+    info = msgspec.inspect.type_info(body)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return True
+    return bool(getattr(body, "schema_rules", None)) or any(f.required for f in info.fields)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -54,6 +92,25 @@ def _reply(value: Any, status: int) -> web.Response:
     return web.Response(body=_encoder.encode(value), status=status, content_type="application/json")
 
 
+def _integers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integers(item) for key, item in value.items()}
+    return value
+
+
+def _with_integral_floats(raw: bytes, body: Any, refused: msgspec.ValidationError) -> Any:
+    """The body, when all it lacked was reading 2.0 as the integer 2 (JSON and JSON Schema
+    do not tell them apart; msgspec does). Else BadRequest with the first refusal."""
+    try:
+        return msgspec.convert(_integers(msgspec.json.decode(raw or b"{}")), body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        raise BadRequest(f"invalid body: {refused}") from None
+
+
 def endpoint(
     routes: web.RouteTableDef,
     method: str,
@@ -68,15 +125,18 @@ def endpoint(
     auth: bool = True,
     errors: tuple[int, ...] = (),
     extra: dict[str, Any] | None = None,
+    max_body: int = MAX_BODY,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Declare a route. The handler is called as handler(request, body=..., query=...) with
     the decoded Structs (only those declared) and returns a Struct, a list, None, or a Response.
-    `extra` is merged into the operation's OpenAPI object (e.g. its `security`).
+    `extra` is merged into the operation's OpenAPI object (e.g. its `security`). A body
+    over `max_body` bytes is refused with 413 (the application's client_max_size caps it).
     """
     spec = Endpoint(
         method, path, summary, tag, body, query, response, status, auth, errors, extra or {}
     )
     body_decoder: msgspec.json.Decoder[Any] | None = msgspec.json.Decoder(body) if body else None
+    needs_body = body is not None and body_required(body)
 
     def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(handler)
@@ -87,13 +147,17 @@ def endpoint(
             if any("\x00" in v for v in (*request.match_info.values(), *request.query.values())):
                 raise BadRequest(_NUL_REFUSED)
             if body_decoder is not None:
-                if request.content_length and request.content_length > MAX_BODY:
-                    raise TooLarge(f"body is over {MAX_BODY} bytes")
+                if request.content_length and request.content_length > max_body:
+                    raise TooLarge(f"body is over {max_body} bytes")
                 raw = await request.read()
                 if _JSON_NUL.search(raw):
                     raise BadRequest(_NUL_REFUSED)
+                if needs_body and not raw.strip():
+                    raise BadRequest("a JSON body is required")
                 try:
                     kwargs["body"] = body_decoder.decode(raw or b"{}")
+                except msgspec.ValidationError as exc:
+                    kwargs["body"] = _with_integral_floats(raw, body_decoder.type, exc)
                 except msgspec.DecodeError as exc:
                     raise BadRequest(f"invalid body: {exc}") from None
             if query is not None:

@@ -19,11 +19,22 @@ from kernel.errors import BadRequest
 T = TypeVar("T")
 
 
+# What encode_cursor writes: unpadded base64url (its content is the API's business).
+Cursor = Annotated[
+    str,
+    Meta(
+        max_length=500,
+        pattern=r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?\Z",
+        description="`next_cursor` of the previous page",
+    ),
+]
+
+
 class PageQuery(Struct, kw_only=True):
     """Base of every list endpoint's query Struct."""
 
     limit: Annotated[int, Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, Meta(max_length=500)] | None = None
+    cursor: Cursor | None = None
 
 
 class Page(Struct, Generic[T]):

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 import asyncpg
 
 from kernel.jobs import Clock, Daily, Hourly, Job, Monthly, Weekly
-from realms.academy import events
+from realms.academy import events, notices
 
 # A past_due subscription still unpaid this long after its period ended becomes `unpaid`.
 PAST_DUE_GRACE = timedelta(days=7)
@@ -93,7 +93,7 @@ WITH trial_over AS (
     UPDATE academy.user_subscriptions u SET status = 'past_due'
      WHERE u.status = 'active' AND u.cancel_at_period_end IS NOT TRUE
        AND u.current_period_end <= $1
-    RETURNING u.id, u.user_id
+    RETURNING u.id, u.user_id, u.current_period_end
 ), unpaid AS (
     UPDATE academy.user_subscriptions u SET status = 'unpaid'
      WHERE u.status = 'past_due' AND u.current_period_end <= $1 - $2::interval
@@ -101,7 +101,10 @@ WITH trial_over AS (
 )
 SELECT (SELECT count(*) FROM trial_over) + (SELECT count(*) FROM ended)
        + (SELECT count(*) FROM unpaid) AS moved,
-       coalesce((SELECT array_agg(user_id) FROM due), '{}') AS past_due
+       coalesce((SELECT array_agg(id ORDER BY id) FROM due), '{}') AS past_due,
+       coalesce((SELECT array_agg(user_id ORDER BY id) FROM due), '{}') AS past_due_users,
+       coalesce((SELECT array_agg(current_period_end ORDER BY id) FROM due), '{}')
+           AS past_due_ends
 """
 
 
@@ -111,10 +114,28 @@ async def move_subscriptions(conn: asyncpg.Connection, clock: Clock) -> int:
     canceled; active past current_period_end -> past_due (its subscriber is told);
     past_due for PAST_DUE_GRACE -> unpaid."""
     row = await conn.fetchrow(_TRANSITIONS, clock.now(), PAST_DUE_GRACE)
-    for user_id in row["past_due"]:
+    for sub_id, user_id, ended in zip(
+        row["past_due"], row["past_due_users"], row["past_due_ends"], strict=True
+    ):
         await events.publish(conn, events.user_channel(user_id), "subscription_past_due", {})
+        await notices.subscription_past_due(conn, sub_id, user_id, ended)
     return int(row["moved"]) + len(row["past_due"])
 
+
+async def remind_starting_sessions(conn: asyncpg.Connection, clock: Clock) -> int:
+    """Registered users of sessions starting within notices.REMINDER_LEAD are told (once)."""
+    return await notices.sessions_starting_soon(conn, clock.now())
+
+
+async def warn_streaks_at_risk(conn: asyncpg.Connection, clock: Clock) -> int:
+    """In the evening (UTC): users active yesterday but not yet today are told their streak
+    breaks at midnight."""
+    return await notices.streaks_at_risk(conn, clock.now().date())
+
+
+# Every REMINDER_EVERY (5 minutes): the scheduler's finest schedule is hourly, so one
+# entry per slot of the hour.
+_REMINDER_MINUTES = range(0, 60, int(notices.REMINDER_EVERY.total_seconds() // 60))
 
 JOBS: list[Job] = [
     Job(
@@ -146,5 +167,20 @@ JOBS: list[Job] = [
         schedule=Hourly(minute=10),
         run=move_subscriptions,
         summary="move academy subscriptions on by time: trial end, cancellation, past_due, unpaid",
+    ),
+    Job(
+        name="academy_streak_warning",
+        schedule=Daily(hour=18, minute=0),
+        run=warn_streaks_at_risk,
+        summary="notify academy users whose streak breaks at midnight unless they learn today",
+    ),
+    *(
+        Job(
+            name=f"academy_session_reminder_{minute:02d}",
+            schedule=Hourly(minute=minute),
+            run=remind_starting_sessions,
+            summary="notify registered users of academy sessions starting within 15 minutes",
+        )
+        for minute in _REMINDER_MINUTES
     ),
 ]

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 
 from kernel.errors import Forbidden, NotFound
-from realms.academy import events
+from realms.academy import events, notices
 from realms.academy.rls import trusted
 
 # The keys an achievement's `requirements` may hold, each a minimum the user must reach; an
@@ -163,7 +163,7 @@ SELECT met.id, met.code, met.title, met.xp_reward FROM met JOIN ins ON ins.achie
 async def unlock_achievements(conn: asyncpg.Connection, user_id: uuid.UUID) -> list[Unlocked]:
     """As the server: unlock every active achievement whose requirements the user now meets,
     add their XP (profile total and level; the leaderboards count lessons only), log each
-    unlock and tell the user's stream. Returns what was unlocked now."""
+    unlock, tell the user's stream and notify the user. Returns what was unlocked now."""
     rows = await conn.fetch(_UNLOCK, user_id, list(REQUIREMENT_KEYS))
     unlocked = [Unlocked(**dict(r)) for r in rows]
     if not unlocked:
@@ -188,6 +188,7 @@ async def unlock_achievements(conn: asyncpg.Connection, user_id: uuid.UUID) -> l
             "achievement_unlocked",
             {"id": str(u.id), "code": u.code, "title": u.title, "xp_reward": u.xp_reward},
         )
+        await notices.achievement_unlocked(conn, user_id, u.id, u.title, u.xp_reward)
     return unlocked
 
 

@@ -103,6 +103,11 @@ REALM = Realm(
     namespaces=_namespaces,
     jobs=_jobs,
     notification_categories=NOTIFICATION_CATEGORIES,
+    contact_sql=(
+        "SELECT id, email, email_verified, is_active AND deleted_at IS NULL AS active"
+        " FROM analyst.users WHERE id = ANY ($1::uuid[])"
+    ),
     in_app_inbox=True,
+    inbox_table="analyst.notifications",
     notify_offline=_notify_offline,
 )

@@ -57,7 +57,8 @@ async def test_a_trader_deletes_their_account_and_everything_personal_goes(
     )
     refresh = await issue_refresh_token(db, user, 3600)
     await db.execute(
-        "INSERT INTO gateway.push_devices (user_id, platform, token) VALUES ($1, 'web', 'tok')",
+        "INSERT INTO gateway.push_devices (realm, user_id, platform, token)"
+        " VALUES ('analyst', $1::uuid, 'web', 'tok')",
         user,
     )
     await insert_row(db, "notifications", {"user_id": user, "notification_type": "new_post"})
@@ -97,7 +98,7 @@ async def test_a_trader_deletes_their_account_and_everything_personal_goes(
         "SELECT (SELECT count(*) FROM analyst.bookmarks WHERE user_id = $1) AS bookmarks,"
         " (SELECT count(*) FROM analyst.notifications WHERE user_id = $1) AS notifications,"
         " (SELECT count(*) FROM analyst.otp_verifications WHERE user_id = $1) AS otps,"
-        " (SELECT count(*) FROM gateway.push_devices WHERE user_id = $1) AS devices,"
+        " (SELECT count(*) FROM gateway.push_devices WHERE user_id = $1::text) AS devices,"
         " (SELECT count(*) FROM gateway.refresh_tokens WHERE user_id = $1"
         "   AND revoked_at IS NULL) AS tokens,"
         " (SELECT count(*) FROM analyst.subscriptions WHERE user_id = $1"

@@ -41,7 +41,7 @@ async def test_devices_are_registered_moved_between_users_and_forgotten(
     await _status(await api.post("/v1/me/devices", json=device, headers=bearer(secret, alice)), 201)
     await _status(await api.post("/v1/me/devices", json=device, headers=bearer(secret, bob)), 201)
     owner = await db.fetchval(
-        "SELECT user_id FROM gateway.push_devices WHERE token = $1", device["token"]
+        "SELECT user_id::uuid FROM gateway.push_devices WHERE token = $1", device["token"]
     )
     assert owner == bob  # a token belongs to the last user who registered it
     await _status(
@@ -146,7 +146,7 @@ async def test_unsubscribe_turns_email_off_for_the_category(
     assert body == {"category": "new_post", "email": "off"}
     row = await db.fetchrow(
         "SELECT channel, enabled FROM gateway.notification_preferences"
-        " WHERE user_id = $1 AND category = 'new_post'",
+        " WHERE user_id = $1::uuid::text AND category = 'new_post'",
         user,
     )
     assert tuple(row) == ("email", False)

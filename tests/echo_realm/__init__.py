@@ -1,7 +1,8 @@
 """A test-only realm, `echo`, defined outside realms/ to prove that a realm plugs in without
 an edit to gateway/, api/ or workers/: its own schema (BIGINT user ids), one namespace
 (`echo.room:<id>`), one route (GET /v1/echo/rooms), one job (`echo_purge`); and the core's
-conversations (`echo.direct:`, `echo.group:`, `echo.support:`), whose seed would have none.
+conversations (`echo.direct:`, `echo.group:`, `echo.support:`), whose seed would have none,
+and the core's notifications (inbox in gateway.notifications, /v1/echo/notifications...).
 Enabled with SWITCHBOARD_REALMS=analyst,tests.echo_realm."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kernel.conversation import Namespace, NamespaceContext
 from kernel.conversations import conversation_namespaces
 from kernel.jobs import Clock, Daily, Job
 from kernel.realms import Realm
+from kernel.web import notification_routes
 from kernel.web.auth import caller
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
@@ -66,7 +68,11 @@ REALM = Realm(
         "SELECT CASE WHEN is_staff THEN 'admin' ELSE 'member' END AS user_type,"
         " is_active AS active FROM echo.users WHERE id = $1"
     ),
-    routes=lambda: [routes],
+    contact_sql=(
+        "SELECT id, email, email_verified, is_active AS active FROM echo.users"
+        " WHERE id = ANY ($1::bigint[])"
+    ),
+    routes=lambda: [routes, notification_routes.routes],
     namespaces=_namespaces,
     jobs=lambda: [
         Job(

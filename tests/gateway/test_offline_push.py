@@ -43,7 +43,8 @@ async def test_an_absent_member_is_told_once_per_unread_streak_and_never_when_mu
     await make_channel(db, world.analyst, channel_type="support")
     for user in (world.analyst, world.member):  # reachable by push
         await db.execute(
-            "INSERT INTO gateway.push_devices (user_id, token, platform) VALUES ($1, $2, 'ios')",
+            "INSERT INTO gateway.push_devices (realm, user_id, token, platform)"
+            " VALUES ('analyst', $1::uuid, $2, 'ios')",
             user,
             f"device-{user}",
         )

@@ -142,10 +142,11 @@ def token_of(user: uuid.UUID, n: int = 0) -> str:
     return f"tok-{user}-{n}"
 
 
-async def job_rows(db: asyncpg.Connection, channel: str | None = None) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await db.fetch(
+async def job_rows(db: asyncpg.Connection, channel: str | None = None) -> list[dict[str, Any]]:
+    """The outbox's jobs, with user_id as the analyst realm's UUID (the table keeps it as text)."""
+    rows = await db.fetch(
         """SELECT * FROM gateway.notification_deliveries
             WHERE $1::text IS NULL OR channel = $1 ORDER BY id""",
         channel,
     )
-    return rows
+    return [{**dict(r), "user_id": uuid.UUID(r["user_id"])} for r in rows]

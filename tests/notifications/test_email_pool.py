@@ -31,7 +31,7 @@ async def _at(db: asyncpg.Connection, domain: str) -> uuid.UUID:
 
 async def _job_of(db: asyncpg.Connection, user: uuid.UUID) -> asyncpg.Record:
     row = await db.fetchrow(
-        "SELECT * FROM gateway.notification_deliveries WHERE user_id = $1", user
+        "SELECT * FROM gateway.notification_deliveries WHERE user_id = $1::uuid::text", user
     )
     assert row is not None
     return row

@@ -293,6 +293,7 @@ async def test_notify_wakes_the_gateway_and_the_workers(dsn: str, db: asyncpg.Co
         await listener.close()
     nid = await db.fetchval("SELECT id FROM analyst.notifications")
     assert msgspec.json.decode(heard["sb_notification"][0]) == {
+        "realm": "analyst",
         "user_id": str(a),
         "id": str(nid),
     }
@@ -306,8 +307,8 @@ async def test_a_hundred_thousand_recipients_in_one_call_each_once(db: asyncpg.C
              FROM generate_series(1, 100000) g"""
     )
     await db.execute(
-        """INSERT INTO gateway.push_devices (user_id, token, platform)
-           SELECT id, 'bulk-' || id, 'android' FROM analyst.users"""
+        """INSERT INTO gateway.push_devices (realm, user_id, token, platform)
+           SELECT 'analyst', id, 'bulk-' || id, 'android' FROM analyst.users"""
     )
     ids = [r["id"] for r in await db.fetch("SELECT id FROM analyst.users")]
     started = time.perf_counter()

@@ -39,7 +39,9 @@ async def _push(
 
 
 async def _devices(db: asyncpg.Connection, user: uuid.UUID) -> list[str]:
-    rows = await db.fetch("SELECT token FROM gateway.push_devices WHERE user_id = $1", user)
+    rows = await db.fetch(
+        "SELECT token FROM gateway.push_devices WHERE user_id = $1::uuid::text", user
+    )
     return sorted(r["token"] for r in rows)
 
 

@@ -46,7 +46,7 @@ async def _job(db: asyncpg.Connection, user: uuid.UUID, key: str, channel: str =
     row = await db.fetchrow(
         """SELECT d.* FROM gateway.notification_deliveries d
              JOIN analyst.notifications n ON n.id = d.notification_id
-            WHERE d.user_id = $1 AND n.idempotency_key = $2 AND d.channel = $3""",
+            WHERE d.user_id = $1::uuid::text AND n.idempotency_key = $2 AND d.channel = $3""",
         user,
         f"{key}:{user}",
         channel,

@@ -358,7 +358,11 @@ async def test_the_trigger_notifies_once_per_user_and_only_when_read_at_is_first
         await listener.close()
     first_statement = sorted(got[:2], key=lambda n: n["user_id"] != str(a))
     assert first_statement == [
-        {"user_id": str(a), "ids": [str(a1), str(a2)]},
-        {"user_id": str(b), "ids": [str(b1)]},
+        {"realm": "analyst", "user_id": str(a), "ids": [str(a1), str(a2)]},
+        {"realm": "analyst", "user_id": str(b), "ids": [str(b1)]},
     ]
-    assert got[2] == {"user_id": str(b), "ids": [str(b1)]}  # the marker: nothing came between
+    assert got[2] == {
+        "realm": "analyst",
+        "user_id": str(b),
+        "ids": [str(b1)],
+    }  # the marker: nothing came between

@@ -27,7 +27,7 @@ async def _mail(db: asyncpg.Connection, users: list[uuid.UUID], key: str) -> lis
         send_push=False,
     )
     rows = await db.fetch(
-        """SELECT d.id, d.user_id FROM gateway.notification_deliveries d
+        """SELECT d.id, d.user_id::uuid AS user_id FROM gateway.notification_deliveries d
              JOIN analyst.notifications n ON n.id = d.notification_id
             WHERE n.idempotency_key LIKE $1 || ':%'""",
         key,

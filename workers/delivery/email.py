@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from kernel.tracking import LinkClaim, link
+from kernel.tracking import LEGACY_REALM, LinkClaim, link
 from workers.delivery.outbox import Failed, Held, Job, Outcome, Retry, Sent, Skipped
 from workers.delivery.templates import Item, Rendered, render_notification
 
@@ -372,19 +372,27 @@ class EmailLinks:
     secret: str
 
     def pixel(
-        self, user_id: str, *, notification: str | None = None, digest: int | None = None
+        self,
+        user_id: str,
+        *,
+        notification: str | None = None,
+        digest: int | None = None,
+        realm: str = LEGACY_REALM,
     ) -> str:
-        claim = LinkClaim(k="open", u=user_id, n=notification, d=digest)
+        claim = LinkClaim(k="open", u=user_id, n=notification, d=digest, r=realm)
         return link(self.base_url, self.secret, claim)
 
-    def click(self, user_id: str, notification: str, url: str | None) -> str | None:
+    def click(
+        self, user_id: str, notification: str, url: str | None, *, realm: str = LEGACY_REALM
+    ) -> str | None:
         if not url or not url.startswith(("https://", "http://")):
             return url or None
-        claim = LinkClaim(k="click", u=user_id, n=notification, url=url)
+        claim = LinkClaim(k="click", u=user_id, n=notification, url=url, r=realm)
         return link(self.base_url, self.secret, claim)
 
-    def unsubscribe(self, user_id: str, category: str) -> str:
-        return link(self.base_url, self.secret, LinkClaim(k="unsubscribe", u=user_id, c=category))
+    def unsubscribe(self, user_id: str, category: str, *, realm: str = LEGACY_REALM) -> str:
+        claim = LinkClaim(k="unsubscribe", u=user_id, c=category, r=realm)
+        return link(self.base_url, self.secret, claim)
 
 
 def why_not_email(job: Job) -> Skipped | None:
@@ -415,18 +423,19 @@ class EmailSender:
         if job.notification_read:
             return Skipped("read in-app before the e-mail went out")
         assert job.email is not None and job.notification_id is not None
-        user, nid, kind = str(job.user_id), str(job.notification_id), job.notification_type
+        user, nid, kind = job.user_id, str(job.notification_id), job.notification_type
+        realm = job.realm
         item = Item(
             title=job.title or (kind or "notification").replace("_", " ").capitalize(),
             message=job.message or "",
-            link=self.links.click(user, nid, job.action_url),
+            link=self.links.click(user, nid, job.action_url, realm=realm),
         )
-        unsubscribe = self.links.unsubscribe(user, kind or "*")
+        unsubscribe = self.links.unsubscribe(user, kind or "*", realm=realm)
         rendered = render_notification(
             kind or "",
             item,
             unsubscribe=unsubscribe,
-            pixel=self.links.pixel(user, notification=nid),
+            pixel=self.links.pixel(user, notification=nid, realm=realm),
         )
         message = compose(
             rendered,

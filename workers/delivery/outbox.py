@@ -7,13 +7,16 @@ before every job due later, fresh or not. A worker that dies mid-send leaves its
 whoever claims after the lease: delivery is at-least-once. An outcome is written back only by
 the worker that still holds the claim (claimed_by names the last claimant and stays as a
 record). A channel paused for the whole provider (gateway.delivery_pauses) is not claimed by
-any worker until the pause ends.
+any worker until the pause ends. Jobs of every realm the worker serves share the outbox; a
+job's notification and user are read from its realm (inbox table, contact_sql) and its
+outcome written back there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
+
+from kernel.inbox import Inbox, inbox_of
+from kernel.realms import Realm, Realms, enabled_realms
 
 Clock = Callable[[], dt.datetime]
 
@@ -37,11 +43,12 @@ def system_clock() -> dt.datetime:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One claimed delivery, with what its sender needs (one round trip loads it all)."""
+    """One claimed delivery, with what its sender needs (loaded for the whole batch: one
+    claim, then one query per realm in it)."""
 
     id: int
     channel: str  # 'push' | 'email' | 'digest'
-    user_id: uuid.UUID
+    user_id: str  # canonical text of the realm's user id
     notification_id: uuid.UUID | None
     digest_date: dt.date | None
     priority: str
@@ -63,6 +70,11 @@ class Job:
     devices: tuple[tuple[uuid.UUID, str], ...] = ()
     # When the job was due before this claim (how long it waited is claimed_at - due_at).
     due_at: dt.datetime | None = None
+    realm: str = "analyst"
+    # The realm's inbox (where the notification and a digest's items live).
+    inbox: Inbox | None = None
+    # The X-Request-Id of the api request whose notify() queued the job, if any.
+    request_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -152,9 +164,11 @@ class RetryPolicy:
 # --- SQL ----------------------------------------------------------------------------------------
 
 # $1 now, $2 the most jobs in all, $3 worker id, $4 lease seconds, $5/$6 channels and the most
-# jobs of each. Each channel is read on its own (idx_notification_deliveries_channel_due) in due
-# order, skipping jobs other workers hold; a channel paused for the whole provider is skipped.
-# The push devices not yet sent to come along, so a sender needs no query of its own.
+# jobs of each, $7 the realms this worker serves. Each channel is read on its own
+# (idx_notification_deliveries_channel_due) in due order, skipping jobs other workers hold; a
+# channel paused for the whole provider is skipped. Settings and the push devices not yet sent
+# to come along (gateway tables, keyed by realm and user); the notification and the user's
+# address are the realm's, loaded next (_CONTENT), one query per realm in the batch.
 _CLAIM = """
 WITH wanted AS (
     SELECT w.channel, w.n
@@ -168,7 +182,7 @@ WITH wanted AS (
      CROSS JOIN LATERAL (
         SELECT d.id, d.next_attempt_at FROM gateway.notification_deliveries d
          WHERE d.channel = w.channel AND d.status IN ('pending', 'sending')
-           AND d.next_attempt_at <= $1
+           AND d.next_attempt_at <= $1 AND d.realm = ANY ($7::text[])
          ORDER BY d.next_attempt_at, d.id
          LIMIT w.n
            FOR UPDATE SKIP LOCKED) j
@@ -182,31 +196,62 @@ WITH wanted AS (
      WHERE d.id = due.id
     RETURNING d.*, due.next_attempt_at AS due_at
 )
-SELECT c.id, c.channel, c.user_id, c.notification_id, c.digest_date, c.priority, c.attempts,
-       c.sent_device_ids, c.due_at, n.notification_type, n.title, n.message, n.action_url,
-       n.read_at IS NOT NULL AS notification_read,
-       u.email, coalesce(u.is_active AND u.deleted_at IS NULL, false) AS user_active,
-       coalesce(u.email IS NOT NULL AND u.email_verified AND u.is_active
-                AND u.deleted_at IS NULL, false) AS email_ok,
+SELECT c.id, c.realm, c.channel, c.user_id, c.notification_id, c.digest_date, c.priority,
+       c.attempts, c.sent_device_ids, c.due_at, c.request_id,
        coalesce(s.time_zone, 'UTC') AS time_zone, s.quiet_hours_start, s.quiet_hours_end,
        coalesce(s.digest_at, time '08:00') AS digest_at,
        dv.ids AS device_ids, dv.tokens AS device_tokens
   FROM claimed c
-  LEFT JOIN analyst.notifications n ON n.id = c.notification_id
-  LEFT JOIN analyst.users u ON u.id = c.user_id
-  LEFT JOIN gateway.notification_settings s ON s.user_id = c.user_id
+  LEFT JOIN gateway.notification_settings s ON s.realm = c.realm AND s.user_id = c.user_id
   LEFT JOIN LATERAL (
       SELECT array_agg(pd.id ORDER BY pd.created_at, pd.id) AS ids,
              array_agg(pd.token ORDER BY pd.created_at, pd.id) AS tokens
         FROM gateway.push_devices pd
-       WHERE c.channel = 'push' AND pd.user_id = c.user_id
+       WHERE c.channel = 'push' AND pd.realm = c.realm AND pd.user_id = c.user_id
          AND NOT (pd.id = ANY (c.sent_device_ids))
   ) dv ON true
  ORDER BY c.due_at, c.id
 """
 
+# The notifications and users of one realm's jobs: $1 the distinct user ids (the realm's id
+# type, for its contact_sql), $2/$3/$4 per job: id, notification id, user id (text). A realm
+# without contact_sql has no address the core may use, and its users count as active.
+_CONTENT = """
+WITH contact AS ({contact})
+SELECT j.id, n.notification_type, n.title, n.message, n.action_url,
+       n.read_at IS NOT NULL AS notification_read,
+       c.email, coalesce(c.active, {unknown_active}) AS user_active,
+       coalesce(c.email IS NOT NULL AND c.email_verified AND c.active, false) AS email_ok
+  FROM unnest($2::bigint[], $3::uuid[], $4::text[]) AS j(id, notification_id, user_id)
+  LEFT JOIN {table} n ON n.id = j.notification_id{realm_match}
+  LEFT JOIN contact c ON c.id = {user_key}
+"""
+
+_NO_CONTACT = (
+    "SELECT NULL::{id_type} AS id, NULL::text AS email, false AS email_verified,"
+    " false AS active WHERE $1::{id_type}[] IS NULL"
+)
+
+
+def _content_sql(realm: Realm, box: Inbox) -> str:
+    return _content_statement(realm.contact_sql, realm.user_id_type, box)
+
+
+@functools.cache
+def _content_statement(contact_sql: str | None, id_type: str, box: Inbox) -> str:
+    contact = (contact_sql or _NO_CONTACT).strip().rstrip(";")
+    return _CONTENT.format(
+        contact=contact.replace("{id_type}", id_type),
+        unknown_active="false" if contact_sql else "true",
+        table=box.table,
+        realm_match=" AND n.realm = $5" if box.shared else "",
+        user_key=f"j.user_id::{id_type}",
+    )
+
+
 # The job and its notification(s) in one statement, returning 1 if this worker still held the
-# claim (only the claim holder writes), else 0.
+# claim (only the claim holder writes), else 0. {inbox}: the job's realm's inbox table (so is
+# it in _SENT_MANY and _GIVE_UP, written per realm).
 _SENT = """
 WITH d AS (
     UPDATE gateway.notification_deliveries
@@ -215,7 +260,7 @@ WITH d AS (
      WHERE id = $1 AND claimed_by = $2 AND status = 'sending'
     RETURNING channel, notification_id, digest_items
 ), n AS (
-    UPDATE analyst.notifications n
+    UPDATE {inbox} n
        SET push_sent = n.push_sent OR d.channel = 'push',
            push_sent_at = CASE WHEN d.channel = 'push' THEN coalesce(n.push_sent_at, $3)
                                ELSE n.push_sent_at END,
@@ -257,7 +302,7 @@ WITH o AS (
      GROUP BY d.notification_id
      ORDER BY d.notification_id
 ), n AS (
-    UPDATE analyst.notifications n
+    UPDATE {inbox} n
        SET push_sent = n.push_sent OR p.push_at IS NOT NULL,
            push_sent_at = CASE WHEN p.push_at IS NOT NULL THEN coalesce(n.push_sent_at, p.push_at)
                                ELSE n.push_sent_at END,
@@ -289,7 +334,7 @@ WITH d AS (
      WHERE id = $1 AND claimed_by = $2 AND status = 'sending'
     RETURNING notification_id
 ), n AS (
-    UPDATE analyst.notifications n
+    UPDATE {inbox} n
        SET status = 'failed'
       FROM d
      WHERE n.id = d.notification_id AND n.status = 'pending' AND NOT n.send_in_app
@@ -332,7 +377,7 @@ async def pause_channel(
     await pool.execute(_PAUSE, channel, until, reason[:1000], set_by)
 
 
-def _job(row: asyncpg.Record) -> Job:
+def _job(row: asyncpg.Record, content: asyncpg.Record | None, box: Inbox | None) -> Job:
     start, end = row["quiet_hours_start"], row["quiet_hours_end"]
     return Job(
         id=row["id"],
@@ -343,25 +388,29 @@ def _job(row: asyncpg.Record) -> Job:
         priority=row["priority"],
         attempts=row["attempts"],
         sent_device_ids=tuple(row["sent_device_ids"]),
-        notification_type=row["notification_type"],
-        title=row["title"],
-        message=row["message"],
-        action_url=row["action_url"],
-        notification_read=row["notification_read"],
-        email=row["email"],
-        email_ok=row["email_ok"],
-        user_active=row["user_active"],
+        notification_type=content["notification_type"] if content else None,
+        title=content["title"] if content else None,
+        message=content["message"] if content else None,
+        action_url=content["action_url"] if content else None,
+        notification_read=bool(content["notification_read"]) if content else False,
+        email=content["email"] if content else None,
+        email_ok=bool(content["email_ok"]) if content else False,
+        user_active=bool(content["user_active"]) if content else False,
         time_zone=row["time_zone"],
         quiet_hours=(start, end) if start is not None and end is not None else None,
         digest_at=row["digest_at"],
         devices=tuple(zip(row["device_ids"] or (), row["device_tokens"] or (), strict=True)),
         due_at=row["due_at"],
+        realm=row["realm"],
+        inbox=box,
+        request_id=row["request_id"],
     )
 
 
 @dataclass(frozen=True, slots=True)
 class _SentJob:
     id: int
+    realm: str
     at: dt.datetime
     provider_message_id: str | None
     devices: list[uuid.UUID]
@@ -380,9 +429,12 @@ class Outbox:
         *,
         lease_s: float = 300.0,
         policy: RetryPolicy | None = None,
+        realms: Realms | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
+        # The realms whose jobs this worker claims (SWITCHBOARD_REALMS by default).
+        self.realms = realms if realms is not None else enabled_realms()
         self.lease_s = lease_s
         self.policy = policy or RetryPolicy()
         self.max_batch = 200
@@ -406,8 +458,31 @@ class Outbox:
             self.lease_s,
             list(wanted),
             list(wanted.values()),
+            self.realms.names,
         )
-        return [_job(r) for r in rows]
+        by_realm: dict[str, list[asyncpg.Record]] = {}
+        for row in rows:
+            by_realm.setdefault(row["realm"], []).append(row)
+        contents: dict[int, asyncpg.Record] = {}
+        boxes: dict[str, Inbox] = {}
+        for name, jobs in by_realm.items():
+            realm = self.realms.get(name)
+            boxes[name] = box = inbox_of(realm)
+            users = list(dict.fromkeys(row["user_id"] for row in jobs))
+            args: list[object] = [
+                [realm.user_id_value(u) for u in users],
+                [row["id"] for row in jobs],
+                [row["notification_id"] for row in jobs],
+                [row["user_id"] for row in jobs],
+            ]
+            if box.shared:
+                args.append(name)
+            for content in await self.pool.fetch(_content_sql(realm, box), *args):
+                contents[content["id"]] = content
+        return [_job(r, contents.get(r["id"]), boxes[r["realm"]]) for r in rows]
+
+    def _inbox_table(self, realm: str) -> str:
+        return inbox_of(self.realms.get(realm)).table
 
     async def next_due_by_channel(
         self, channels: Sequence[str] = CHANNELS
@@ -428,10 +503,10 @@ class Outbox:
             case Sent():
                 devices = list(dict.fromkeys([*devices, *outcome.sent_device_ids]))
                 if not outcome.digest_items:
-                    item = _SentJob(job.id, now, outcome.provider_message_id, devices)
+                    item = _SentJob(job.id, job.realm, now, outcome.provider_message_id, devices)
                     return "sent" if await self._submit_sent(item) else ""
                 held = await self.pool.fetchval(
-                    _SENT,
+                    _SENT.replace("{inbox}", self._inbox_table(job.realm)),
                     job.id,
                     self.worker_id,
                     now,
@@ -499,18 +574,31 @@ class Outbox:
                     future.set_result(item.id in held)
 
     async def _write_sent(self, items: list[_SentJob]) -> set[int]:
-        pairs = [(item.id, device) for item in items for device in item.devices]
-        rows = await self.pool.fetch(
-            _SENT_MANY,
-            self.worker_id,
-            [item.id for item in items],
-            [item.at for item in items],
-            [item.provider_message_id for item in items],
-            [job for job, _ in pairs],
-            [device for _, device in pairs],
-        )
-        return {row["id"] for row in rows}
+        """One statement per realm among `items` (a batch is nearly always of one realm)."""
+        by_realm: dict[str, list[_SentJob]] = {}
+        for item in items:
+            by_realm.setdefault(item.realm, []).append(item)
+        held: set[int] = set()
+        for realm, group in sorted(by_realm.items()):
+            pairs = [(item.id, device) for item in group for device in item.devices]
+            rows = await self.pool.fetch(
+                _SENT_MANY.replace("{inbox}", self._inbox_table(realm)),
+                self.worker_id,
+                [item.id for item in group],
+                [item.at for item in group],
+                [item.provider_message_id for item in group],
+                [job for job, _ in pairs],
+                [device for _, device in pairs],
+            )
+            held.update(row["id"] for row in rows)
+        return held
 
     async def _give_up(self, job: Job, status: str, reason: str) -> str:
-        held = await self.pool.fetchval(_GIVE_UP, job.id, self.worker_id, status, reason[:1000])
+        held = await self.pool.fetchval(
+            _GIVE_UP.replace("{inbox}", self._inbox_table(job.realm)),
+            job.id,
+            self.worker_id,
+            status,
+            reason[:1000],
+        )
         return status if held else ""

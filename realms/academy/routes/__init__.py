@@ -1,7 +1,9 @@
-"""The academy realm's REST resources, one module per resource, in mounting order."""
+"""The academy realm's REST resources, one module per resource, in mounting order, and the
+core's notification routes (inbox, preferences, settings, devices, e-mail links)."""
 
 from __future__ import annotations
 
+from kernel.web import notification_routes
 from realms.academy.routes import (
     achievements,
     auth,
@@ -13,5 +15,9 @@ from realms.academy.routes import (
 )
 
 ROUTE_TABLES = [
-    module.routes for module in (auth, profiles, lessons, achievements, community, sessions, plans)
+    *(
+        module.routes
+        for module in (auth, profiles, lessons, achievements, community, sessions, plans)
+    ),
+    notification_routes.routes,
 ]

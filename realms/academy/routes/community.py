@@ -19,7 +19,7 @@ from kernel.web.auth import caller
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
 from kernel.web.pagination import Page, PageQuery, decode_cursor, page_of
-from realms.academy import events
+from realms.academy import events, notices
 from realms.academy.progress import unlock_achievements
 from realms.academy.rls import as_user, trusted
 
@@ -318,7 +318,7 @@ async def create_comment(request: web.Request, body: CommentIn) -> CommentOut:
     post_id = _uuid(request, "post_id")
     async with as_user(request.app[POOL], who.user_id) as conn:
         post = await conn.fetchrow(
-            "SELECT author_id, is_locked IS TRUE AS locked FROM academy.community_posts"
+            "SELECT author_id, title, is_locked IS TRUE AS locked FROM academy.community_posts"
             " WHERE id = $1",
             post_id,
         )
@@ -351,6 +351,15 @@ async def create_comment(request: web.Request, body: CommentIn) -> CommentOut:
                 "UPDATE academy.community_posts SET comments_count = coalesce(comments_count, 0)"
                 " + 1, last_activity_at = now() WHERE id = $1",
                 post_id,
+            )
+            await notices.reply(
+                conn,
+                comment_id=comment.id,
+                post_id=post_id,
+                post_title=post["title"],
+                excerpt=events.excerpt(comment.content) or "",
+                author_id=who.user_id,
+                recipients=[post["author_id"], parent_author],
             )
         await events.publish(
             conn,

@@ -20,7 +20,7 @@ from kernel.web.auth import caller
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
 from kernel.web.pagination import Page, PageQuery, decode_cursor, page_of
-from realms.academy import events
+from realms.academy import events, notices
 from realms.academy.rls import as_user, trusted
 
 routes = web.RouteTableDef()
@@ -424,6 +424,8 @@ async def start(request: web.Request) -> SessionOut:
                 "title": session.title,
             },
         )
+        async with trusted(conn):
+            await notices.session_started(conn, session_id, session.title)
     return session
 
 

@@ -101,12 +101,24 @@ async def delete_account(conn: asyncpg.Connection, user_id: uuid.UUID, now: date
         "DELETE FROM gateway.auth_attempts WHERE scope = 'account' AND subject = ANY($1::text[])",
         [c.lower() for c in contacts] + [str(user_id)],
     )
-    await conn.execute("DELETE FROM gateway.notification_deliveries WHERE user_id = $1", user_id)
+    await conn.execute(
+        "DELETE FROM gateway.notification_deliveries WHERE realm = 'analyst' AND user_id = $1",
+        str(user_id),
+    )
     await conn.execute("DELETE FROM analyst.notifications WHERE user_id = $1", user_id)
     await conn.execute("DELETE FROM analyst.notifications_archive WHERE user_id = $1", user_id)
-    await conn.execute("DELETE FROM gateway.push_devices WHERE user_id = $1", user_id)
-    await conn.execute("DELETE FROM gateway.notification_preferences WHERE user_id = $1", user_id)
-    await conn.execute("DELETE FROM gateway.notification_settings WHERE user_id = $1", user_id)
+    await conn.execute(
+        "DELETE FROM gateway.push_devices WHERE realm = 'analyst' AND user_id = $1",
+        str(user_id),
+    )
+    await conn.execute(
+        "DELETE FROM gateway.notification_preferences WHERE realm = 'analyst' AND user_id = $1",
+        str(user_id),
+    )
+    await conn.execute(
+        "DELETE FROM gateway.notification_settings WHERE realm = 'analyst' AND user_id = $1",
+        str(user_id),
+    )
     await conn.execute("DELETE FROM gateway.channel_reads WHERE user_id = $1", str(user_id))
     await revoke_all(conn, user_id)
 

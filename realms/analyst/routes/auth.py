@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -15,7 +15,7 @@ from msgspec import Meta, Struct
 from kernel.errors import BadRequest, Conflict, Unauthorized
 from kernel.tokens import sign_access_token
 from kernel.web.auth import caller
-from kernel.web.endpoints import endpoint
+from kernel.web.endpoints import endpoint, exactly_one_of
 from kernel.web.keys import POOL, SETTINGS
 from realms.analyst import attempts, otp
 from realms.analyst.credentials import (
@@ -44,15 +44,19 @@ Email = Annotated[
 Phone = Annotated[str, Meta(pattern=r"^\+[1-9][0-9]{6,14}\Z", description="E.164")]
 Password = Annotated[str, Meta(min_length=8, max_length=128)]
 Code = Annotated[str, Meta(pattern=r"^[0-9]{6}\Z")]
+# Every request naming an account names it by e-mail or by phone, never both (_one_target).
+_EMAIL_OR_PHONE = exactly_one_of("email", "phone")
 
 
 class OtpRequest(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (_EMAIL_OR_PHONE,)
     purpose: Literal["signup", "login", "reset_password"]
     email: Email | None = None
     phone: Phone | None = None
 
 
 class SignupBody(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (_EMAIL_OR_PHONE,)
     password: Password
     otp: Code
     email: Email | None = None
@@ -61,6 +65,10 @@ class SignupBody(Struct, forbid_unknown_fields=True):
 
 
 class LoginBody(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        _EMAIL_OR_PHONE,
+        exactly_one_of("password", "otp"),
+    )
     email: Email | None = None
     phone: Phone | None = None
     password: Annotated[str, Meta(max_length=128)] | None = None
@@ -72,6 +80,7 @@ class RefreshBody(Struct, forbid_unknown_fields=True):
 
 
 class ResetBody(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (_EMAIL_OR_PHONE,)
     otp: Code
     new_password: Password
     email: Email | None = None
@@ -381,7 +390,7 @@ async def me(request: web.Request) -> UserOut:
     body=VerifyRequest,
     response=Accepted,
     status=202,
-    errors=(400, 401, 429),
+    errors=(400, 401, 409, 429),
 )
 async def request_verification(request: web.Request, body: VerifyRequest) -> Accepted:
     who = await caller(request)
@@ -392,7 +401,8 @@ async def request_verification(request: web.Request, body: VerifyRequest) -> Acc
         email = row["email"] if body.purpose == "verify_email" else None
         phone = row["phone"] if body.purpose == "verify_phone" else None
         if email is None and phone is None:
-            raise BadRequest("the account has no " + body.purpose.removeprefix("verify_"))
+            # a well-formed request the account's state cannot serve
+            raise Conflict("the account has no " + body.purpose.removeprefix("verify_"))
         await attempts.reserve(conn, "otp_request", str(who.user_id), _address(request))
         code = await otp.issue(
             conn, purpose=body.purpose, email=email, phone=phone, user_id=who.user_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -33,6 +33,15 @@ RateLimit = Annotated[int, Meta(ge=1, le=600, description="messages per user per
 
 
 class NewChannelBody(Struct, forbid_unknown_fields=True):
+    # a minimum tier gates only a channel that requires a subscription (_check_tier)
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {"properties": {"minimum_tier_required": {"type": "null"}}},
+                {"properties": {"require_subscription": {"const": True}}},
+            ]
+        },
+    )
     channel_name: Name
     channel_type: ChannelType = "community"
     description: Description | None = None
@@ -45,6 +54,8 @@ class NewChannelBody(Struct, forbid_unknown_fields=True):
 
 class EditChannelBody(Struct, forbid_unknown_fields=True):
     """Only the fields given change; null clears description, max_members and the tier."""
+
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = ({"minProperties": 1},)  # a change
 
     channel_name: Name | UnsetType = UNSET
     channel_type: ChannelType | UnsetType = UNSET

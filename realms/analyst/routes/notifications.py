@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import uuid
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from aiohttp import web
@@ -16,7 +16,7 @@ from msgspec import Meta, Struct
 from kernel import notify, tracking
 from kernel.errors import BadRequest, NotFound, SwitchboardError
 from kernel.web.auth import admin, caller
-from kernel.web.endpoints import endpoint
+from kernel.web.endpoints import all_or_none, endpoint, exactly_one_of
 from kernel.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -48,22 +48,52 @@ class Preference(Struct, forbid_unknown_fields=True):
 
 
 class Settings(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        all_or_none("quiet_hours_start", "quiet_hours_end"),
+    )
     time_zone: Annotated[str, Meta(max_length=64)] = "UTC"
     quiet_hours_start: Clock | None = None
     quiet_hours_end: Clock | None = None
     digest_at: Clock = "08:00"
 
 
+# kernel/tracking.py's link token: two unpadded base64url parts (body.signature).
+_B64URL = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
+LinkToken = Annotated[str, Meta(min_length=1, max_length=4096, pattern=rf"^{_B64URL}\.{_B64URL}\Z")]
+
+
 class TokenQuery(Struct):
+    t: LinkToken
+
+
+class PixelQuery(Struct):
+    """The open pixel's: any token gets the pixel (a malformed one records nothing)."""
+
     t: Annotated[str, Meta(min_length=1, max_length=4096)]
 
 
 class AudienceIn(Struct, forbid_unknown_fields=True):
+    # `admins` takes no id; the others name their analyst or tier
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {"properties": {"name": {"const": "admins"}, "id": {"type": "null"}}},
+                {
+                    "required": ["id"],
+                    "properties": {
+                        "name": {"enum": ["analyst_active_subscribers", "tier_active_subscribers"]},
+                        "id": {"not": {"type": "null"}},
+                    },
+                },
+            ]
+        },
+    )
     name: Literal["analyst_active_subscribers", "tier_active_subscribers", "admins"]
     id: uuid.UUID | None = None
 
 
 class NotificationIn(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (exactly_one_of("user_ids", "audience"),)
     event_key: Annotated[str, Meta(min_length=1, max_length=200)]
     notification_type: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,49}\Z")]
     user_ids: Annotated[list[uuid.UUID], Meta(max_length=10_000)] | None = None
@@ -136,8 +166,9 @@ async def preferences(request: web.Request) -> list[Preference]:
     who = await caller(request)
     rows = await request.app[POOL].fetch(
         "SELECT category, channel, enabled FROM gateway.notification_preferences"
-        " WHERE user_id = $1 ORDER BY category, channel",
-        who.user_id,
+        " WHERE realm = $2 AND user_id = $1 ORDER BY category, channel",
+        who.subject,
+        who.realm,
     )
     return [Preference(r["category"], r["channel"], r["enabled"]) for r in rows]
 
@@ -170,8 +201,9 @@ async def settings(request: web.Request) -> Settings:
     row = await request.app[POOL].fetchrow(
         "SELECT time_zone, to_char(quiet_hours_start, 'HH24:MI') AS qs,"
         " to_char(quiet_hours_end, 'HH24:MI') AS qe, to_char(digest_at, 'HH24:MI') AS d"
-        " FROM gateway.notification_settings WHERE user_id = $1",
-        who.user_id,
+        " FROM gateway.notification_settings WHERE realm = $2 AND user_id = $1",
+        who.subject,
+        who.realm,
     )
     if row is None:
         return Settings()
@@ -213,10 +245,10 @@ async def set_settings(request: web.Request, body: Settings) -> Settings:
     tracking.OPEN_PATH,
     summary="E-mail open pixel",
     tag="tracking",
-    query=TokenQuery,
+    query=PixelQuery,
     auth=False,
 )
-async def email_opened(request: web.Request, query: TokenQuery) -> web.Response:
+async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
     """Always the pixel: a bad token records nothing but must not show a broken image."""
     try:
         async with request.app[POOL].acquire() as conn:
@@ -291,6 +323,7 @@ async def unsubscribe_one_click(request: web.Request, query: TokenQuery) -> Unsu
     response=Created,
     status=201,
     errors=(403,),
+    max_body=1024 * 1024,  # 10,000 user ids take about 390 kB
 )
 async def create_notifications(request: web.Request, body: NotificationIn) -> Created:
     await admin(request)

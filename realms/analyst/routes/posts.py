@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -33,11 +33,65 @@ Outcome = Literal["target_hit", "stop_loss_hit", "closed", "expired"]
 Title = Annotated[str, Meta(min_length=1, max_length=255)]
 Content = Annotated[str, Meta(min_length=1, max_length=50_000)]
 Symbol = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9&._:-]{0,49}\Z")]
-Price = Annotated[float, Meta(gt=0, lt=1e10, description="at most 2 decimal places")]
+Price = Annotated[
+    float,
+    Meta(
+        gt=0,
+        lt=1e10,
+        description="at most 2 decimal places",
+        extra_json_schema={"multipleOf": 0.01},  # checked by _money (decimal, not binary)
+    ),
+]
 Ratio = Annotated[str, Meta(pattern=r"^1:[0-9]{1,13}(\.[0-9]{1,2})?\Z", description='"1:N"')]
 
 
+_CALL_ONLY = (
+    "action",
+    "entry_price",
+    "target_price",
+    "stop_loss",
+    "risk_reward_ratio",
+    "confidence_level",
+)
+
+
+def _call_terms_rule() -> dict[str, Any]:
+    """check_call's rules a schema can state: a call names its stock and action, a BUY or SELL
+    call also its prices; any other post carries none of the call-only fields. (The order of
+    the prices and the ratio's value relate fields, which JSON Schema cannot.)"""
+    given = {"not": {"type": "null"}}
+    prices = ["entry_price", "target_price", "stop_loss"]
+    return {
+        "anyOf": [
+            {
+                "properties": {
+                    "post_type": {"not": {"const": "call"}},
+                    **{name: {"type": "null"} for name in _CALL_ONLY},
+                }
+            },
+            {
+                "required": ["stock_symbol", "action"],
+                "properties": {
+                    "post_type": {"const": "call"},
+                    "stock_symbol": given,
+                    "action": {"const": "HOLD"},
+                },
+            },
+            {
+                "required": ["stock_symbol", "action", *prices],
+                "properties": {
+                    "post_type": {"const": "call"},
+                    "stock_symbol": given,
+                    "action": {"enum": ["BUY", "SELL"]},
+                    **{name: given for name in prices},
+                },
+            },
+        ]
+    }
+
+
 class PostCreate(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (_call_terms_rule(),)
     post_type: PostType
     content: Content
     title: Title | None = None
@@ -75,6 +129,18 @@ class PostUpdate(Struct, forbid_unknown_fields=True):
 
 
 class CallOutcome(Struct, forbid_unknown_fields=True):
+    # the exit price, except for an expired call
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {"properties": {"call_status": {"const": "expired"}}},
+                {
+                    "required": ["actual_exit_price"],
+                    "properties": {"actual_exit_price": {"not": {"type": "null"}}},
+                },
+            ]
+        },
+    )
     call_status: Outcome
     actual_entry_price: Price | None = None
     actual_exit_price: Price | None = None
@@ -125,14 +191,6 @@ class SearchQuery(PageQuery, kw_only=True):
 
 _PRICES = ("entry_price", "target_price", "stop_loss", "actual_entry_price", "actual_exit_price")
 _REDACTED = ("content", "content_formatted", "action", "risk_reward_ratio", *_PRICES)
-_CALL_ONLY = (
-    "action",
-    "entry_price",
-    "target_price",
-    "stop_loss",
-    "risk_reward_ratio",
-    "confidence_level",
-)
 _COLUMNS = ", ".join(
     [
         f"p.{name}::float8 AS {name}"

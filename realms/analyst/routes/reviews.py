@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -57,6 +57,15 @@ class Moderation(Struct, forbid_unknown_fields=True):
     """hide: is_approved false (off the analyst's page and out of the rating); flag: marked
     for attention with a reason, still shown; restore: approved, unflagged, reason cleared."""
 
+    # flagging needs a reason
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {"properties": {"action": {"enum": ["hide", "restore"]}}},
+                {"required": ["reason"], "properties": {"reason": {"not": {"type": "null"}}}},
+            ]
+        },
+    )
     action: Literal["hide", "flag", "restore"]
     reason: Reason | None = None
 
@@ -166,7 +175,7 @@ async def create_review(request: web.Request, body: ReviewCreate) -> ReviewOut:
     who = await caller(request)
     analyst_id = path_uuid(request, "analyst_id")
     if analyst_id == who.user_id:
-        raise BadRequest("you cannot review yourself")
+        raise Forbidden("you cannot review yourself")  # who calls decides, not the body
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await _require_analyst(conn, analyst_id)
         tenure = await conn.fetchrow(_TENURE, who.user_id, analyst_id)

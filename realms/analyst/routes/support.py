@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -16,7 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.notify import notify
 from kernel.web.auth import admin, caller
-from kernel.web.endpoints import endpoint
+from kernel.web.endpoints import all_or_none, endpoint
 from kernel.web.keys import POOL
 from kernel.web.pagination import Page, PageQuery, decode_cursor, page_of
 from kernel.web.paths import path_uuid
@@ -63,6 +63,9 @@ class Attachment(Struct, forbid_unknown_fields=True):
 
 
 class OpenTicketBody(Struct, forbid_unknown_fields=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        all_or_none("related_entity_type", "related_entity_id"),
+    )
     subject: Annotated[str, Meta(min_length=1, max_length=500)]
     description: Annotated[str, Meta(max_length=10000)] | None = None
     ticket_type: TicketType = "other"
@@ -80,6 +83,8 @@ class StatusBody(Struct, forbid_unknown_fields=True):
 
 
 class TriageBody(Struct, forbid_unknown_fields=True):
+    # one of the two at least (a null `assigned_to` unassigns, so it counts)
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = ({"minProperties": 1},)
     priority: Priority | UnsetType = UNSET
     assigned_to: uuid.UUID | UnsetType | None = UNSET
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 from aiohttp import web
@@ -32,6 +32,16 @@ class TierCreate(Struct, forbid_unknown_fields=True):
     """A tier priced at 0 a month is the analyst's free tier (`is_free_tier` follows the
     price); each analyst has at most one."""
 
+    # a free tier has no yearly price but 0 (_check_prices; `price_yearly` under 12 months'
+    # price relates two fields, which JSON Schema cannot)
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {"properties": {"price_monthly": {"minimum": 1}}},
+                {"properties": {"price_yearly": {"enum": [0, None]}}},
+            ]
+        },
+    )
     tier_name: TierName
     price_monthly: Paise
     price_yearly: Paise | None = None

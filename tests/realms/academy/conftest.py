@@ -1,8 +1,10 @@
 """Fixtures of the academy tests: schema rows (`rows`, as the owner), the api application
-serving realm academy on this test's database (`academy_api`), and users with tokens."""
+serving realm academy on this test's database (`academy_api`), users with tokens, and a real
+gateway process serving realm academy (`gateway`) with the sockets a test opened (`sockets`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -15,6 +17,8 @@ from api.app import create_app
 from kernel.config import load_settings
 from kernel.realms import enabled_realms
 from kernel.tokens import sign_access_token
+from tests.conftest import free_port
+from tests.gateway.harness import GatewayProcess, WsClient
 from tests.realms.academy.helpers import Rows
 
 
@@ -59,3 +63,28 @@ class Academy:
 @pytest.fixture
 def academy(rows: Rows, secret: str) -> Academy:
     return Academy(rows, secret)
+
+
+@pytest.fixture
+async def gateway(dsn: str, secret: str) -> AsyncIterator[GatewayProcess]:
+    process = GatewayProcess(
+        {
+            **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+            "DATABASE_URL": dsn,
+            "SWITCHBOARD_SECRET": secret,
+            "SWITCHBOARD_REALMS": "academy",
+            "GATEWAY_PORT": str(free_port()),
+        }
+    )
+    await process.start()
+    yield process
+    await process.stop()
+    print("".join(process.log))  # shown on failure
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[WsClient]]:
+    opened: list[WsClient] = []
+    yield opened
+    for client in opened:
+        await client.close()

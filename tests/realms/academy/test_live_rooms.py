@@ -5,67 +5,14 @@ chat, pins, removal, end) and `academy.community:all` (the live feed), plus the 
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from typing import Any
-from uuid import UUID
-
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestClient
 
-from kernel.tokens import sign_access_token
-from tests.conftest import free_port
 from tests.gateway.harness import GatewayProcess, WsClient
 from tests.realms.academy.conftest import Academy
+from tests.realms.academy.live import connect, server_event
 
 SESSIONS = "/v1/academy/sessions"
-
-
-@pytest.fixture
-async def gateway(dsn: str, secret: str) -> AsyncIterator[GatewayProcess]:
-    process = GatewayProcess(
-        {
-            **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
-            "DATABASE_URL": dsn,
-            "SWITCHBOARD_SECRET": secret,
-            "SWITCHBOARD_REALMS": "academy",
-            "GATEWAY_PORT": str(free_port()),
-        }
-    )
-    await process.start()
-    yield process
-    await process.stop()
-    print("".join(process.log))  # shown on failure
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[WsClient]]:
-    opened: list[WsClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
-
-
-async def connect(gw: GatewayProcess, secret: str, user: UUID, opened: list[WsClient]) -> WsClient:
-    client = await WsClient.open(gw.url, sign_access_token(secret, str(user), "academy", 600))
-    opened.append(client)
-    await client.expect("welcome")
-    await client.expect(lambda f: f.get("op") == "ok" and f.get("role") == "self")
-    return client
-
-
-def server_event(name: str, **fields: Any) -> Any:
-    def match(f: dict[str, Any]) -> bool:
-        data = f.get("data") or {}
-        return (
-            f.get("op") == "event"
-            and f.get("kind") == "server"
-            and f.get("name") == name
-            and all(data.get(k) == v for k, v in fields.items())
-        )
-
-    return match
 
 
 async def live_session(api: TestClient, host: dict[str, str], *, start: bool = True) -> str:
