@@ -43,6 +43,9 @@ class AichatSettings(msgspec.Struct, frozen=True, kw_only=True):
     local_delay_s: float = 0.02
     # Messages of the conversation's history sent with each prompt.
     history_messages: int = 20
+    # Seconds a `cancel` for a reply streaming on another gateway process waits for that
+    # process's answer (chat/cancels.py); past it the reply is taken as not streaming.
+    cancel_wait_s: float = 2.0
 
     def endpoint(self, provider: str) -> ProviderEndpoint | None:
         return self.endpoints.get(provider)
@@ -75,7 +78,8 @@ def _model_map(raw: str) -> dict[str, str]:
 def load_aichat_settings(environ: Mapping[str, str] | None = None) -> AichatSettings:
     """AICHAT_<PROVIDER>_BASE_URL / AICHAT_<PROVIDER>_API_KEY configure a provider (either
     one is enough: a local OpenAI-compatible server needs no key); AICHAT_MODEL_MAP renames
-    models; AICHAT_LOCAL_DELAY_MS paces the offline provider."""
+    models; AICHAT_LOCAL_DELAY_MS paces the offline provider; AICHAT_CANCEL_WAIT bounds a
+    cancel's wait for another gateway process."""
     env = os.environ if environ is None else environ
     endpoints: dict[str, ProviderEndpoint] = {}
     for name in PROVIDER_NAMES:
@@ -94,4 +98,5 @@ def load_aichat_settings(environ: Mapping[str, str] | None = None) -> AichatSett
         idle_timeout_s=_float(env, "AICHAT_PROVIDER_IDLE_TIMEOUT", 60.0),
         cooldown_s=_float(env, "AICHAT_PROVIDER_COOLDOWN", 5.0),
         local_delay_s=_float(env, "AICHAT_LOCAL_DELAY_MS", 20.0) / 1000,
+        cancel_wait_s=_float(env, "AICHAT_CANCEL_WAIT", 2.0),
     )

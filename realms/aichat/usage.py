@@ -1,7 +1,9 @@
 """Monthly quotas and usage accounting (usage_tracking, token_usage, the counters of users,
 conversations and messages). A send reserves one message of the month under the user's
 usage row lock, before any provider is called, so concurrent sends never overshoot; a reply
-is charged in the transaction that commits it. Months are calendar months in UTC."""
+is charged in the transaction that commits it. Months are calendar months in UTC. Crossing
+80 % or 100 % of a monthly quota (tokens or messages) notifies the user in that same
+transaction (kernel.notify: in-app, push, e-mail per their preferences)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import asyncpg
 import msgspec
 
 from kernel.errors import QuotaExceeded
+from kernel.notify import notify
+from realms.aichat import REALM
 
 # The plan of a user: the plans row whose upper(name) is users.plan_tier (schema notes).
 _PLAN = """
@@ -64,8 +68,12 @@ UPDATE aichat.users SET
                               THEN $6 + $7 ELSE monthly_token_used + $6 + $7 END,
     monthly_token_reset = greatest(monthly_token_reset, (SELECT billing_month FROM usage))
  WHERE id = $1
-RETURNING (SELECT tokens_used FROM tracked), (SELECT monthly_quota FROM tracked)
+RETURNING (SELECT tokens_used FROM tracked), (SELECT monthly_quota FROM tracked),
+          (SELECT billing_month FROM usage)
 """
+
+# Shares of a monthly quota whose crossing the user is told about, highest first.
+THRESHOLDS = (100, 80)
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -79,6 +87,8 @@ class Plan(msgspec.Struct, frozen=True):
 class Charged(msgspec.Struct, frozen=True):
     tokens_used: int | None
     monthly_quota: int | None
+    # The threshold of THRESHOLDS this reply crossed (the user was notified), or None.
+    crossed: int | None = None
 
 
 def next_month(month: date) -> date:
@@ -121,6 +131,60 @@ async def reserve_message(conn: asyncpg.Connection, user_id: uuid.UUID, plan: Pl
     await conn.execute(
         "UPDATE aichat.usage_tracking SET messages_count = messages_count + 1 WHERE user_id = $1",
         user_id,
+    )
+    used = row["messages_count"]
+    percent = crossed(used, used + 1, limit)
+    if percent is not None and limit is not None:
+        await notify_quota(conn, user_id, "messages", percent, limit, row["billing_month"])
+
+
+def crossed(before: int, after: int, quota: int | None) -> int | None:
+    """The highest share of THRESHOLDS (percent) of `quota` that `after` reaches and
+    `before` did not; None when none is crossed (or there is no quota)."""
+    if quota is None or quota <= 0:
+        return None
+    for percent in THRESHOLDS:
+        if before * 100 < percent * quota <= after * 100:
+            return percent
+    return None
+
+
+async def notify_quota(
+    conn: asyncpg.Connection,
+    user_id: uuid.UUID,
+    resource: str,
+    percent: int,
+    quota: int,
+    month: date,
+) -> None:
+    """Tell the user that this month's `resource` (tokens, messages) reached `percent` of
+    `quota`: `quota_exceeded` at 100 %, else `quota_warning`; once per month, resource and
+    threshold (the event key), in the caller's transaction."""
+    resets_on = next_month(month).isoformat()
+    exceeded = percent >= 100
+    if exceeded:
+        title = f"Your monthly {resource} quota is used up"
+        message = (
+            f"You have used all {quota:,} {resource} of this month; new messages are refused"
+            f" until the quota resets on {resets_on}."
+        )
+    else:
+        title = f"{percent} % of your monthly {resource} quota used"
+        message = (
+            f"You have used {percent} % of this month's {quota:,} {resource}; the quota"
+            f" resets on {resets_on}."
+        )
+    await notify(
+        conn,
+        realm=REALM,
+        event_key=f"quota:{user_id}:{month:%Y-%m}:{resource}:{percent}",
+        recipients=[user_id],
+        notification_type="quota_exceeded" if exceeded else "quota_warning",
+        title=title,
+        message=message,
+        action_url="/v1/aichat/usage",
+        related_entity_type="usage_tracking",
+        priority="high" if exceeded else "medium",
     )
 
 
@@ -169,4 +233,10 @@ async def charge_reply(
         cost,
     )
     assert row is not None
-    return Charged(row[0], row[1])
+    tokens_used, quota, month = row[0], row[1], row[2]
+    percent = None
+    if tokens_used is not None:
+        percent = crossed(tokens_used - prompt_tokens - completion_tokens, tokens_used, quota)
+        if percent is not None:
+            await notify_quota(conn, user_id, "tokens", percent, quota, month)
+    return Charged(tokens_used, quota, percent)

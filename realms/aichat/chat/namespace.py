@@ -1,6 +1,6 @@
 """`aichat.conv:<conversations.id>`: the owner of an assistant conversation joins it (on any
 number of sockets); sends are stored by AssistantStore and answered by a streamed reply;
-`cancel` stops a reply streaming in this process."""
+`cancel` stops a reply wherever it streams (chat/cancels.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 
 import asyncpg
 
+from kernel.config import load_settings
 from kernel.conversation import (
     ChatStore,
     Membership,
@@ -16,8 +17,9 @@ from kernel.conversation import (
     SequenceSource,
     parse_uuid,
 )
-from kernel.errors import Conflict, Forbidden, NotFound
-from realms.aichat.chat.store import AssistantStore, conversation_id
+from kernel.errors import Forbidden, NotFound
+from realms.aichat.chat.cancels import CancelRelay
+from realms.aichat.chat.store import AssistantStore
 from realms.aichat.chat.streams import ReplyStreams
 from realms.aichat.providers.router import ProviderRouter
 from realms.aichat.settings import AichatSettings, load_aichat_settings
@@ -71,28 +73,25 @@ class AssistantNamespace:
         return False
 
     async def cancel(self, principal: Principal, membership: Membership, id: uuid.UUID) -> None:
-        """Stop the reply `id` (as the deltas name it) of this conversation. What was
-        generated is committed as a partial message (finish_reason `cancelled`)."""
-        streaming = self._store.streams.owner_of(id)
-        if streaming is not None:
-            user, channel = streaming
-            if str(user) != principal.user_id or channel != membership.channel:
-                raise NotFound(f"no reply {id} is streaming in this conversation")
-            self._store.streams.cancel(id)
-            return
-        done = await self._pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM aichat.messages WHERE id = $1 AND conversation_id = $2)",
-            id,
-            conversation_id(membership.channel),
-        )
-        if done:
-            raise Conflict(f"reply {id} has already ended")
-        raise NotFound(f"no reply {id} is streaming in this conversation on this server")
+        """Stop the reply `id` (as the deltas name it) of this conversation, on whichever
+        gateway process streams it. What was generated is committed as a partial message
+        (finish_reason `cancelled`)."""
+        await self._store.relay.cancel(principal.user_id, membership.channel, id)
 
 
-def build(context: NamespaceContext, settings: AichatSettings | None = None) -> AssistantNamespace:
+def build(
+    context: NamespaceContext, settings: AichatSettings | None = None, dsn: str | None = None
+) -> AssistantNamespace:
+    """The namespace of one gateway process; `dsn` (default DATABASE_URL, read on first use)
+    is where its cancel relay LISTENs: the database of `context.pool`."""
     settings = settings if settings is not None else load_aichat_settings()
     router = ProviderRouter(settings)
     streams = ReplyStreams(context.pool, context.publish, router)
-    store = AssistantStore(context.pool, context.publish, router, streams, settings)
+    relay = CancelRelay(
+        context.pool,
+        streams,
+        (lambda: dsn) if dsn is not None else (lambda: load_settings().database_url),
+        wait_s=settings.cancel_wait_s,
+    )
+    store = AssistantStore(context.pool, context.publish, router, streams, relay, settings)
     return AssistantNamespace(context.pool, store)

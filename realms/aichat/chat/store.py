@@ -12,7 +12,9 @@ import asyncpg
 
 from kernel.conversation import Committed, Draft, Membership, Principal, Publish
 from kernel.errors import BadRequest, Forbidden, NotFound, TooLarge
+from kernel.logs import EventLog
 from kernel.messages import Event, Message
+from realms.aichat.chat.cancels import CancelRelay
 from realms.aichat.chat.frames import COLUMNS, ChatMessage, chat_message, encode
 from realms.aichat.chat.streams import Job, ReplyStreams
 from realms.aichat.providers.base import ChatRequest, Turn, estimate_tokens
@@ -24,6 +26,7 @@ from realms.aichat.usage import plan_of, reserve_message
 # before any provider is called (docs/realm-aichat.md); larger ones are `too_large`.
 MAX_MESSAGE_TOKENS = 1000
 REFUSED = "assistant conversations keep plain text messages only"
+log = EventLog("realms.aichat.store")
 
 _CONVERSATION = """
 SELECT id, user_id, model, system_prompt, is_archived, message_count
@@ -64,12 +67,14 @@ class AssistantStore:
         publish: Publish,
         router: ProviderRouter,
         streams: ReplyStreams,
+        relay: CancelRelay,
         settings: AichatSettings,
     ) -> None:
         self._pool = pool
         self._publish = publish
         self._router = router
         self.streams = streams
+        self.relay = relay
         self._settings = settings
         # One queue per conversation: sends of a conversation are stored in the order they
         # arrived (a waiter queues before its first suspension, as ChatStore asks).
@@ -117,6 +122,10 @@ class AssistantStore:
         message = chat_message(channel, row)
         committed = self._committed(message, duplicate=False)
         await self._publish([(channel, message.seq, committed.payload)])
+        try:  # so that a cancel sent to another gateway process reaches this reply
+            await self.relay.ready()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("cancel_relay_unavailable", channel=channel, error=repr(exc))
         self.streams.start(job)
         return committed
 
@@ -280,5 +289,6 @@ class AssistantStore:
         return None  # a send answers once its message is committed: nothing is left waiting
 
     async def close(self) -> None:
+        await self.relay.close()
         await self.streams.close()
         await self._router.close()

@@ -85,9 +85,15 @@ class ReplyStreams:
         return (running.job.user_id, running.job.channel) if running else None
 
     def cancel(self, reply_id: uuid.UUID, reason: str = "cancelled") -> bool:
-        """Stop the reply `reply_id` if it streams here; True when it did."""
+        """Stop the reply `reply_id` if it streams here. True when it ends stopped (by this
+        call or an earlier one); False when it is not here or its provider has already
+        finished (it commits as it came)."""
         running = self._running.get(reply_id)
-        if running is None or running.stop_reason is not None:
+        if running is None:
+            return False
+        if running.stop_reason is not None:
+            return True
+        if running.pump is not None and running.pump.done():
             return False
         running.stop_reason = reason
         if running.pump is not None:
