@@ -1,6 +1,7 @@
 """Realm `market`: GOGOMARKET marketplace (seed 004): phone/e-mail accounts, chats
 (`market.chat:<id>`: direct buyer-seller, group, support), live order tracking
-(`market.order:<id>`), and REST under /v1/market/ for accounts, chats, orders and the catalog.
+(`market.order:<id>`), checkout, wallets, payouts and promotions, scheduled jobs, and REST
+under /v1/market/.
 BIGINT user ids; docs/realm-market.md says what each part does and why."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from kernel.conversation import Namespace, NamespaceContext
+    from kernel.jobs import Job
 
 # notification_type_enum of the seed: the kinds of notification the realm emits.
 NOTIFICATION_CATEGORIES = ("order", "message", "review", "promotion", "system", "payment")
@@ -30,6 +32,12 @@ def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
     from realms.market.namespaces import build
 
     return build(context)
+
+
+def _jobs() -> Sequence[Job]:
+    from realms.market.jobs import JOBS
+
+    return JOBS
 
 
 REALM = Realm(
@@ -49,5 +57,6 @@ REALM = Realm(
     ),
     routes=_routes,
     namespaces=_namespaces,
+    jobs=_jobs,
     notification_categories=NOTIFICATION_CATEGORIES,
 )

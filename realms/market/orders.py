@@ -2,7 +2,9 @@
 documented state order itself), courier assignment, and courier positions with their thinning
 rule. Plain async functions over a connection, used by the REST routes and the order
 namespace. Every status change writes order_status_history in its transaction (a trigger of
-4006) and reaches the order's channel and its parties' streams at commit (4016)."""
+4006), settles, releases or refunds money and stock in it (money.after_status_change), and
+reaches the order's channel and its parties' streams at commit (4016); the buyer is notified
+(events.order_status)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TypeAlias
 import asyncpg
 
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
+from realms.market import events, money
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -97,7 +100,8 @@ async def change_status(
     async with conn.transaction():
         who = await party(conn, order_id, actor)
         current = await conn.fetchrow(
-            "SELECT status::text AS status, courier_id FROM market.orders WHERE id = $1"
+            "SELECT status::text AS status, courier_id, buyer_id, order_number"
+            "  FROM market.orders WHERE id = $1"
             " FOR NO KEY UPDATE",
             order_id,
         )
@@ -130,6 +134,10 @@ async def change_status(
             if exc.constraint_name == "orders_status_transition":
                 raise Conflict(str(exc)) from None
             raise
+        await money.after_status_change(conn, order_id, current["status"], status)
+        await events.order_status(
+            conn, order_id, current["order_number"], current["buyer_id"], status
+        )
         tracking = TRACKING_STATUS.get(status)
         if tracking is not None and current["courier_id"] is not None:
             # Every status change of a carried order is a tracking row too, at the last

@@ -23,7 +23,7 @@ from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
 from kernel.messages import ConversationSummary, Event, MemberState, Message, json_encoder
-from realms.market import chats
+from realms.market import chats, events
 from realms.market.chatmessages import (
     COLUMNS,
     MarketMessage,
@@ -148,6 +148,8 @@ class ChatNamespace:
         )
         fresh: list[tuple[str, int, bytes]] = []
         touched: dict[int, str] = {}
+        senders: dict[int, set[int]] = {}
+        texts: dict[int, str] = {}
         claims: list[tuple[int, int]] = []
         for i, row in zip(stored, rows, strict=True):
             pending = batch[i]
@@ -184,6 +186,8 @@ class ChatNamespace:
             if status == "ok":
                 fresh.append((pending.channel, message.seq, payload))
                 touched[pending.chat_id] = pending.channel
+                senders.setdefault(pending.chat_id, set()).add(pending.sender)
+                texts[pending.chat_id] = prepared.content or f"[{prepared.type}]"
                 if pending.role == "staff":
                     claims.append((pending.chat_id, pending.sender))
         if fresh:
@@ -191,19 +195,36 @@ class ChatNamespace:
                 await self._publish(fresh)
                 for chat_id, staff in claims:
                     await chats.claim(self._pool, chat_id, staff)
-                await self._tell(await self._unread_events(touched))
+                await self._tell(await self._unread_events(touched, senders, texts))
             except Exception as exc:  # committed: clients catch up with `since` and a list
                 log.error("publish_failed", messages=len(fresh), error=repr(exc))
         return [r if r is not None else BadRequest("not sent") for r in results]
 
-    async def _unread_events(self, touched: dict[int, str]) -> list[Event]:
-        """Every participant's unread count of each chat that got messages, for their stream."""
+    async def _unread_events(
+        self, touched: dict[int, str], senders: dict[int, set[int]], texts: dict[int, str]
+    ) -> list[Event]:
+        """Every participant's unread count of each chat that got messages, for their stream.
+        Participants with no socket in the chat, and those who muted it, are notified
+        (category message): muted ones in-app only, never by push or e-mail."""
         rows = await self._pool.fetch(
-            f"SELECT p.chat_id, p.user_id, {chats.UNREAD} AS unread,"
-            "       (SELECT max(m.seq) FROM market.messages m WHERE m.chat_id = p.chat_id) AS last"
+            f"SELECT p.chat_id, p.user_id, {chats.UNREAD} AS unread, p.is_muted,"
+            "       p.last_read_seq,"
+            "       (SELECT max(m.seq) FROM market.messages m WHERE m.chat_id = p.chat_id) AS last,"
+            "       EXISTS (SELECT 1 FROM gateway.live_members lm JOIN gateway.nodes nd"
+            "                USING (node_id)"
+            "                WHERE lm.channel = 'market.chat:' || p.chat_id"
+            "                  AND lm.user_id = p.user_id::text"
+            "                  AND nd.heartbeat_at > now() - interval '30 seconds') AS present"
             "  FROM market.chat_participants p WHERE p.chat_id = ANY ($1::bigint[])",
             list(touched),
         )
+        absent: dict[tuple[int, int, bool], list[int]] = {}
+        for r in rows:
+            if r["user_id"] not in senders[r["chat_id"]] and (r["is_muted"] or not r["present"]):
+                key = (r["chat_id"], r["last_read_seq"], bool(r["is_muted"]))
+                absent.setdefault(key, []).append(r["user_id"])
+        if absent:
+            await self._tell_absent(absent, texts)
         return [
             Event(
                 channel=chats.user_stream(r["user_id"]),
@@ -214,6 +235,26 @@ class ChatNamespace:
             )
             for r in rows
         ]
+
+    async def _tell_absent(
+        self, absent: dict[tuple[int, int, bool], list[int]], texts: dict[int, str]
+    ) -> None:
+        """One notification per participant and unread streak (the event key holds the read
+        position, so later messages of the streak collapse into it)."""
+        async with self._pool.acquire() as conn:
+            for (chat_id, last_read, muted), users in absent.items():
+                await events.tell(
+                    conn,
+                    event_key=f"chat:{chat_id}:after:{last_read}",
+                    users=users,
+                    kind="message",
+                    title="New message",
+                    message=texts[chat_id][:140],
+                    action_url=f"/chats/{chat_id}",
+                    push=not muted,
+                    email=not muted,
+                    sms=False,
+                )
 
     async def _tell(self, events: list[Event]) -> None:
         if events:

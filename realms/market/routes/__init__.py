@@ -2,6 +2,35 @@
 
 from __future__ import annotations
 
-from realms.market.routes import auth, catalog, chats, orders
+from kernel.web import notification_routes
+from realms.market.routes import (
+    auth,
+    catalog,
+    chats,
+    checkout,
+    disputes,
+    notifications,
+    orders,
+    promotions,
+    reviews,
+    wallets,
+)
 
-ROUTE_TABLES = [module.routes for module in (auth, chats, orders, catalog)]
+ROUTE_TABLES = [
+    *(
+        module.routes
+        for module in (
+            auth,
+            chats,
+            orders,
+            catalog,
+            checkout,
+            wallets,
+            promotions,
+            reviews,
+            disputes,
+            notifications,
+        )
+    ),
+    notification_routes.routes,
+]

@@ -34,6 +34,7 @@ FOREIGN_KEYS: list[tuple[str, str, str, str, dict[str, Any]]] = [
     ("order_items", "order_id", "orders", "cascade", {}),
     ("order_items", "product_id", "products", "no action", {}),
     ("order_items", "variant_id", "product_variants", "no action", {}),
+    ("order_items", "flash_sale_product_id", "flash_sale_products", "set null", {}),
     ("order_status_history", "order_id", "orders", "cascade", {}),
     ("order_status_history", "changed_by", "users", "set null", {}),
     ("order_tracking", "order_id", "orders", "cascade", {}),

@@ -35,6 +35,7 @@ ADDED_COLUMNS: dict[tuple[str, str], str] = {
     ("chats", "order_id"): "4016: the order a direct chat is about",
     ("chats", "assigned_to"): "4016: the staff member answering a support chat",
     ("chat_participants", "last_read_seq"): "4016: read position as a seq (exact unread)",
+    ("order_items", "flash_sale_product_id"): "4017: the flash-sale entry an item was sold from",
 }
 
 # Seed defaults the realm adds (the seed gives none for these columns).
