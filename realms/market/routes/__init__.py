@@ -12,6 +12,7 @@ from realms.market.routes import (
     notifications,
     orders,
     promotions,
+    returns,
     reviews,
     wallets,
 )
@@ -29,6 +30,7 @@ ROUTE_TABLES = [
             promotions,
             reviews,
             disputes,
+            returns,
             notifications,
         )
     ),
