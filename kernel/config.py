@@ -82,6 +82,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_gateway_url: str | None = None
     # Sign-in codes by SMS: `log` writes them to the log (refused in prod), `off` refuses them.
     sms_sender: Literal["log", "off"] = "log"
+    # Notification SMS through a Twilio-shaped Messages API (workers/delivery/sms.py); without
+    # the account SID, auth token and sender number, SMS jobs are skipped with that reason.
+    sms_base_url: str = "https://api.twilio.com"
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = None
+    sms_from: str | None = None
+    sms_concurrency: int = 16
 
 
 # variable name -> (field, parser); the README's Configuration table lists the same names.
@@ -136,10 +143,19 @@ _ENV: dict[str, tuple[str, type]] = {
     "SWITCHBOARD_ENV": ("env", str),
     "PUBLIC_GATEWAY_URL": ("public_gateway_url", str),
     "SMS_SENDER": ("sms_sender", str),
+    "SMS_BASE_URL": ("sms_base_url", str),
+    "SMS_ACCOUNT_SID": ("sms_account_sid", str),
+    "SMS_AUTH_TOKEN": ("sms_auth_token", str),
+    "SMS_FROM": ("sms_from", str),
+    "SMS_CONCURRENCY": ("sms_concurrency", int),
 }
 
 # Delivery concurrency per worker process (docs/notifications.md, "Throughput").
-_CONCURRENCY = (("FCM_CONCURRENCY", "fcm_concurrency"), ("SMTP_CONNECTIONS", "smtp_connections"))
+_CONCURRENCY = (
+    ("FCM_CONCURRENCY", "fcm_concurrency"),
+    ("SMTP_CONNECTIONS", "smtp_connections"),
+    ("SMS_CONCURRENCY", "sms_concurrency"),
+)
 
 # Comma-separated lists of exact origins (`scheme://host[:port]`), kept lower-case without a
 # trailing slash, as browsers send them.
@@ -228,6 +244,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("SWITCHBOARD_ENV must be `dev` or `prod`")
     if values.get("sms_sender", "log") not in ("log", "off"):
         raise ConfigError("SMS_SENDER must be `log` or `off`")
+    sms_url = values.get("sms_base_url")
+    if isinstance(sms_url, str) and not sms_url.startswith(("http://", "https://")):
+        raise ConfigError("SMS_BASE_URL must start with http:// or https://")
     gateway_url = values.get("public_gateway_url")
     if isinstance(gateway_url, str) and not gateway_url.startswith(("ws://", "wss://")):
         raise ConfigError("PUBLIC_GATEWAY_URL must start with ws:// or wss://")

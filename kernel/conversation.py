@@ -186,8 +186,7 @@ class StreamControl(Protocol):
     """A namespace whose channels carry replies the server streams (assistant conversations):
     the client op `cancel` stops the one named `id`, through this."""
 
-    async def cancel(self, principal: Principal, membership: Membership, id: uuid.UUID) -> None:
-        ...
+    async def cancel(self, principal: Principal, membership: Membership, id: uuid.UUID) -> None: ...
 
 
 class ConversationAdmin(Protocol):

@@ -19,7 +19,7 @@ from kernel.realms import Realm
 from kernel.request_context import current_request_id
 
 Priority = Literal["low", "medium", "high", "urgent"]
-Channel = Literal["in_app", "push", "email"]
+Channel = Literal["in_app", "push", "email", "sms"]
 Platform = Literal["android", "ios", "web"]
 
 PRIORITIES: tuple[str, ...] = ("low", "medium", "high", "urgent")
@@ -103,24 +103,28 @@ AUDIENCE_REALM = "analyst"
 
 # Who an audience reaches in AUDIENCE_REALM: active, undeleted users, with whether their
 # e-mail may be used. Its SQL is spliced in whole and its parameters come first ($1..$k).
+# The analyst realm texts nobody (its users' phone numbers are for sign-in codes only).
 _AUDIENCE_RECIPIENTS = """
-    SELECT u.id::text AS user_id, u.email IS NOT NULL AND u.email_verified AS email_ok
+    SELECT u.id::text AS user_id, u.email IS NOT NULL AND u.email_verified AS email_ok,
+           NULL::text AS phone
       FROM analyst.users u
      WHERE u.id IN ({audience}) AND u.deleted_at IS NULL AND u.is_active
 """
 
 # Any other realm: the recipients its contact_sql let through, decided in Python (one query).
 _LISTED_RECIPIENTS = """
-    SELECT r.user_id, r.email_ok FROM unnest(:ids, :email_ok) AS r(user_id, email_ok)
+    SELECT r.user_id, r.email_ok, r.phone
+      FROM unnest(:ids, :email_ok, :phones) AS r(user_id, email_ok, phone)
 """
 
 # One statement: recipients -> preferences -> notifications -> jobs. notify's own parameters
 # follow the audience's, numbered by _numbered(). Data-modifying CTEs all run, referenced or
-# not. {recipients} yields (user_id text, email_ok boolean); {inbox_*} name the realm's inbox
-# table (kernel/inbox.py): its columns, the user id in its type, its idempotency key.
+# not. {recipients} yields (user_id text, email_ok boolean, phone text); {inbox_*} name the
+# realm's inbox table (kernel/inbox.py): its columns, the user id in its type, its idempotency
+# key.
 _NOTIFY_SQL = """
 WITH recipients AS (
-    SELECT r.user_id, r.email_ok,
+    SELECT r.user_id, r.email_ok, r.phone,
            EXISTS (SELECT 1 FROM gateway.push_devices d
                     WHERE d.realm = :realm AND d.user_id = r.user_id) AS has_device
       FROM ({recipients}) r
@@ -130,7 +134,9 @@ decided AS (
            :in_app AND (:bypass OR coalesce(p.in_app, true)) AS in_app,
            :push AND (:bypass OR coalesce(p.push, true)) AND r.has_device
                AND NOT :digest AS push,
-           :email AND (:bypass OR coalesce(p.email, true)) AND r.email_ok AS email
+           :email AND (:bypass OR coalesce(p.email, true)) AND r.email_ok AS email,
+           :sms AND (:bypass OR coalesce(p.sms, true)) AND r.phone IS NOT NULL
+               AND NOT :digest AS sms
       FROM recipients r
       LEFT JOIN LATERAL (
           -- The most specific row wins: the category before '*', then the channel before '*'.
@@ -139,7 +145,9 @@ decided AS (
                  (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
                       FILTER (WHERE p.channel IN ('push', '*')))[1] AS push,
                  (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
-                      FILTER (WHERE p.channel IN ('email', '*')))[1] AS email
+                      FILTER (WHERE p.channel IN ('email', '*')))[1] AS email,
+                 (array_agg(p.enabled ORDER BY p.category = '*', p.channel = '*')
+                      FILTER (WHERE p.channel IN ('sms', '*')))[1] AS sms
             FROM gateway.notification_preferences p
            WHERE p.realm = :realm AND p.user_id = r.user_id AND p.category IN (:category, '*')
       ) p ON true
@@ -156,7 +164,7 @@ ins AS (
            CASE WHEN d.in_app THEN now() END,
            :priority, :group, :event_key || ':' || d.user_id
       FROM decided d
-     WHERE d.in_app OR d.push OR d.email
+     WHERE d.in_app OR d.push OR d.email OR d.sms
     ON CONFLICT {inbox_key} DO NOTHING
     RETURNING n.id, n.user_id::text AS user_id, n.send_push, n.send_email
 ),
@@ -165,7 +173,11 @@ jobs AS (
         (realm, notification_id, user_id, channel, priority, request_id)
     SELECT :realm, i.id, i.user_id, c.channel, :priority, :request_id
       FROM ins i
-     CROSS JOIN LATERAL (VALUES ('push', i.send_push), ('email', i.send_email)) c (channel, wanted)
+      -- The inbox row has no send_sms column: whether to text comes from the decision.
+      JOIN decided d ON d.user_id = i.user_id
+     CROSS JOIN LATERAL (
+          VALUES ('push', i.send_push), ('email', i.send_email), ('sms', d.sms)
+     ) c (channel, wanted)
      WHERE c.wanted AND NOT :digest
 ),
 digests AS (
@@ -194,9 +206,11 @@ _TYPES = {
     "realm": "text",
     "ids": "text[]",
     "email_ok": "boolean[]",
+    "phones": "text[]",
     "in_app": "boolean",
     "push": "boolean",
     "email": "boolean",
+    "sms": "boolean",
     "bypass": "boolean",
     "digest": "boolean",
     "category": "text",
@@ -246,20 +260,24 @@ def _check(condition: bool, message: str) -> None:
 
 async def _contacts(
     conn: asyncpg.Connection, realm: Realm, keys: Sequence[str]
-) -> tuple[list[str], list[bool]]:
+) -> tuple[list[str], list[bool], list[str | None]]:
     """The recipients among `keys` (canonical ids) that the realm's contact_sql calls active,
-    with whether a verified e-mail address reaches them. A realm without contact_sql has no
-    address the core may use: every listed user, none by e-mail."""
+    with whether a verified e-mail address reaches them and the phone number to text, if any
+    (its optional `phone` column). A realm without contact_sql has no address the core may
+    use: every listed user, none by e-mail or SMS."""
     if realm.contact_sql is None:
-        return list(keys), [False] * len(keys)
+        return list(keys), [False] * len(keys), [None] * len(keys)
     rows = await conn.fetch(realm.contact_sql, [realm.user_id_value(k) for k in keys])
     reachable = {
-        user_key(realm, row["id"]): bool(row["email"] is not None and row["email_verified"])
+        user_key(realm, row["id"]): (
+            bool(row["email"] is not None and row["email_verified"]),
+            row.get("phone") or None,
+        )
         for row in rows
         if row["active"]
     }
     listed = [k for k in keys if k in reachable]
-    return listed, [reachable[k] for k in listed]
+    return listed, [reachable[k][0] for k in listed], [reachable[k][1] for k in listed]
 
 
 async def notify(
@@ -279,6 +297,7 @@ async def notify(
     send_email: bool = True,
     send_push: bool = True,
     send_in_app: bool = True,
+    send_sms: bool = False,
     bypass_preferences: bool = False,
 ) -> int:
     """Create the notifications of one domain event in `realm`; return how many were created.
@@ -297,11 +316,12 @@ async def notify(
 
     Per user, a channel fires when its send_* flag is set, the user's preferences for the
     notification_type (their category) allow it — unless `bypass_preferences`, for
-    transactional notices — and the channel can reach them (a push device; a verified e-mail).
-    In-app reaches open sockets at commit (NOTIFY sb_notification); push and e-mail are jobs
-    for the delivery workers. A notification_group of 'daily_digest' sends no push and no
-    e-mail of its own: it joins the user's daily digest e-mail. A user no channel can reach
-    gets no row.
+    transactional notices — and the channel can reach them (a push device; a verified e-mail;
+    for SMS, a phone number from the realm's contact_sql). In-app reaches open sockets at
+    commit (NOTIFY sb_notification); push, e-mail and SMS are jobs for the delivery workers.
+    SMS is off unless `send_sms`: texts cost money, so the caller opts in per event. A
+    notification_group of 'daily_digest' sends no push, e-mail or SMS of its own: it joins the
+    user's daily digest e-mail. A user no channel can reach gets no row.
 
     Delivery jobs record the request id bound in this context (the api binds each request's
     X-Request-Id), so a delivery can be traced to the request that queued it.
@@ -327,6 +347,7 @@ async def notify(
         "in_app": send_in_app,
         "push": send_push,
         "email": send_email,
+        "sms": send_sms,
         "bypass": bypass_preferences,
         "digest": notification_group == DIGEST_GROUP,
         "category": notification_type,
@@ -358,7 +379,9 @@ async def notify(
             )
             assert not isinstance(recipients, Audience)
             keys = list(dict.fromkeys(user_key(the_realm, u) for u in recipients))
-            values["ids"], values["email_ok"] = await _contacts(conn, the_realm, keys)
+            values["ids"], values["email_ok"], values["phones"] = await _contacts(
+                conn, the_realm, keys
+            )
             sql, names = _numbered(_notify_sql(box, _LISTED_RECIPIENTS), 1)
             args = [values[n] for n in names]
         created = await conn.fetchval(sql, *args)

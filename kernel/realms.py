@@ -54,7 +54,9 @@ class Realm:
     user_lookup_sql: str | None = None
     # SQL returning (id, email, email_verified, active) of the users whose ids are in the array
     # $1 (of the realm's id type): who kernel/notify.py may reach by e-mail, and who is gone.
-    # None: the realm's users have no e-mail address the core may use.
+    # An optional fifth column `phone` (E.164 text, NULL: do not text) is the number SMS goes
+    # to (notify(send_sms=True)); without it nobody of the realm gets SMS.
+    # None: the realm's users have no e-mail address or phone number the core may use.
     contact_sql: str | None = None
     # REST: route tables, loaded only by the api (so other processes skip their imports).
     routes: Callable[[], Sequence[web.RouteTableDef]] | None = None

@@ -68,7 +68,7 @@ class MarkedRead(Struct):
 
 class Preference(Struct, forbid_unknown_fields=True):
     category: Category
-    channel: Literal["in_app", "push", "email", "*"]
+    channel: Literal["in_app", "push", "email", "sms", "*"]
     enabled: bool
 
 

@@ -51,8 +51,10 @@ REALM = Realm(
         "SELECT role::text AS user_type, status = 'active' AS active FROM market.users"
         " WHERE id = $1 AND deleted_at IS NULL"
     ),
+    # SMS goes to a verified phone only (as e-mail to a verified address).
     contact_sql=(
-        "SELECT id, email, email_verified, status = 'active' AND deleted_at IS NULL AS active"
+        "SELECT id, email, email_verified, status = 'active' AND deleted_at IS NULL AS active,"
+        " CASE WHEN phone_verified THEN phone END AS phone"
         " FROM market.users WHERE id = ANY ($1::bigint[])"
     ),
     routes=_routes,

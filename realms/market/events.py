@@ -1,10 +1,10 @@
 """Market notifications: one call per domain event, `tell()`, which lets the seed's
 notification_settings (market.notification_channel_enabled: e-mail, push and SMS switches x
 the order, promotion, message and review categories) decide each recipient's channels, then
-hands the event to the core's kernel.notify.notify (in-app row, push and e-mail jobs) in the
-caller's transaction. The seed's types are the categories: order, message, review,
-promotion, system, payment. SMS: the core's outbox has no SMS channel yet, so `tell()`
-returns who would get one (docs/realm-market.md, "Notifications")."""
+hands the event to the core's kernel.notify.notify (in-app row, push, e-mail and SMS jobs) in
+the caller's transaction. The seed's types are the categories: order, message, review,
+promotion, system, payment. SMS goes to the user's verified phone (the realm's contact_sql)
+through the core's SMS channel (docs/realm-market.md, "Notifications")."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ SELECT u AS user_id,
 
 @dataclass
 class Told:
-    """What one event produced: notifications stored, and the users SMS would reach."""
+    """What one event produced: notifications stored, and the users whose switches asked for
+    SMS (an SMS job is queued for those of them with a verified phone)."""
 
     created: int = 0
     sms: list[int] = field(default_factory=list)
@@ -60,12 +61,13 @@ async def tell(
     if not users:
         return told
     rows = await conn.fetch(_SWITCHES, users, kind)
-    groups: dict[tuple[bool, bool], list[int]] = defaultdict(list)
+    groups: dict[tuple[bool, bool, bool], list[int]] = defaultdict(list)
     for r in rows:
-        groups[(email and r["email"], push and r["push"])].append(r["user_id"])
-        if sms and r["sms"]:
+        by_sms = sms and bool(r["sms"])
+        groups[(email and r["email"], push and r["push"], by_sms)].append(r["user_id"])
+        if by_sms:
             told.sms.append(r["user_id"])
-    for (by_email, by_push), ids in sorted(groups.items()):
+    for (by_email, by_push, by_sms), ids in sorted(groups.items()):
         told.created += await notify(
             conn,
             realm=REALM,
@@ -78,6 +80,7 @@ async def tell(
             send_in_app=in_app,
             send_push=by_push,
             send_email=by_email,
+            send_sms=by_sms,
             priority=priority,
         )
     return told

@@ -1,6 +1,7 @@
 """Notification delivery: the outbox worker and its channels (push over FCM, e-mail over SMTP,
-the daily digest). `run_delivery` is the entry the worker process calls. In-app delivery is
-the gateway's (gateway/notifications.py). docs/notifications.md."""
+SMS over a Twilio-shaped Messages API, the daily digest). `run_delivery` is the entry the worker
+process calls. In-app delivery is the gateway's (gateway/notifications.py).
+docs/notifications.md."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from workers.delivery.digest import DigestSender
 from workers.delivery.email import EmailLinks, EmailSender, SmtpTarget, SmtpTransport
 from workers.delivery.outbox import ChannelSender, Clock, Outbox, RetryPolicy, system_clock
 from workers.delivery.push import PushSender
+from workers.delivery.sms import SmsSender
 from workers.delivery.worker import DeliveryWorker, worker_id
 
 __all__ = ["build_senders", "close_senders", "run_delivery"]
@@ -23,7 +25,8 @@ log = EventLog("workers.delivery")
 
 def build_senders(pool: asyncpg.Pool, settings: Settings) -> dict[str, ChannelSender]:
     """The channels `settings` configure: e-mail and digest with SMTP_URL, push with
-    FCM_CREDENTIALS_FILE. Jobs of a channel not configured are skipped with that reason."""
+    FCM_CREDENTIALS_FILE, SMS with SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM. Jobs of a
+    channel not configured are skipped with that reason."""
     senders: dict[str, ChannelSender] = {}
     if settings.smtp_url:
         transport = SmtpTransport(
@@ -40,14 +43,26 @@ def build_senders(pool: asyncpg.Pool, settings: Settings) -> dict[str, ChannelSe
             base_url=settings.fcm_base_url,
             concurrency=settings.fcm_concurrency,
         )
+    if settings.sms_account_sid and settings.sms_auth_token and settings.sms_from:
+        senders["sms"] = SmsSender(
+            pool,
+            base_url=settings.sms_base_url,
+            account_sid=settings.sms_account_sid,
+            auth_token=settings.sms_auth_token,
+            sender=settings.sms_from,
+            concurrency=settings.sms_concurrency,
+            reveal_numbers=settings.env == "dev",
+        )
     return senders
 
 
 async def close_senders(senders: dict[str, ChannelSender]) -> None:
-    """Stop push threads and QUIT idle SMTP connections."""
+    """Stop push threads, close SMS connections and QUIT idle SMTP connections."""
     for sender in senders.values():
         if isinstance(sender, PushSender):
             sender.close()
+        elif isinstance(sender, SmsSender):
+            await sender.aclose()
     transports = {
         id(t): t
         for s in senders.values()
@@ -65,7 +80,7 @@ async def run_delivery(
     clock: Clock = system_clock,
     policy: RetryPolicy | None = None,
 ) -> None:
-    """Deliver push, e-mail and digest jobs until `stop` is set; returns once the jobs in
+    """Deliver push, e-mail, SMS and digest jobs until `stop` is set; returns once the jobs in
     hand are finished. Any number of workers may run at once, in any number of processes."""
     senders = build_senders(pool, settings)
     me = worker_id()

@@ -31,7 +31,7 @@ from kernel.realms import Realm, Realms, enabled_realms
 Clock = Callable[[], dt.datetime]
 
 # Every channel of the outbox (its CHECK constraint), in the order claims list them.
-CHANNELS: tuple[str, ...] = ("push", "email", "digest")
+CHANNELS: tuple[str, ...] = ("push", "email", "sms", "digest")
 
 
 def system_clock() -> dt.datetime:
@@ -47,7 +47,7 @@ class Job:
     claim, then one query per realm in it)."""
 
     id: int
-    channel: str  # 'push' | 'email' | 'digest'
+    channel: str  # 'push' | 'email' | 'sms' | 'digest'
     user_id: str  # canonical text of the realm's user id
     notification_id: uuid.UUID | None
     digest_date: dt.date | None
@@ -75,6 +75,8 @@ class Job:
     inbox: Inbox | None = None
     # The X-Request-Id of the api request whose notify() queued the job, if any.
     request_id: str | None = None
+    # sms: the number of an active user (the `phone` column of the realm's contact_sql).
+    phone: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -215,13 +217,15 @@ SELECT c.id, c.realm, c.channel, c.user_id, c.notification_id, c.digest_date, c.
 
 # The notifications and users of one realm's jobs: $1 the distinct user ids (the realm's id
 # type, for its contact_sql), $2/$3/$4 per job: id, notification id, user id (text). A realm
-# without contact_sql has no address the core may use, and its users count as active.
+# without contact_sql has no address the core may use, and its users count as active. The
+# phone column is optional in contact_sql: read by name from the row's JSON (NULL when absent).
 _CONTENT = """
 WITH contact AS ({contact})
 SELECT j.id, n.notification_type, n.title, n.message, n.action_url,
        n.read_at IS NOT NULL AS notification_read,
        c.email, coalesce(c.active, {unknown_active}) AS user_active,
-       coalesce(c.email IS NOT NULL AND c.email_verified AND c.active, false) AS email_ok
+       coalesce(c.email IS NOT NULL AND c.email_verified AND c.active, false) AS email_ok,
+       CASE WHEN c.active THEN to_jsonb(c) ->> 'phone' END AS phone
   FROM unnest($2::bigint[], $3::uuid[], $4::text[]) AS j(id, notification_id, user_id)
   LEFT JOIN {table} n ON n.id = j.notification_id{realm_match}
   LEFT JOIN contact c ON c.id = {user_key}
@@ -296,7 +300,7 @@ WITH o AS (
 ), per_notification AS (
     SELECT d.notification_id AS id,
            min(d.at) FILTER (WHERE d.channel = 'push') AS push_at,
-           min(d.at) FILTER (WHERE d.channel <> 'push') AS email_at,
+           min(d.at) FILTER (WHERE d.channel IN ('email', 'digest')) AS email_at,
            min(d.at) AS first_at
       FROM d
      GROUP BY d.notification_id
@@ -404,6 +408,7 @@ def _job(row: asyncpg.Record, content: asyncpg.Record | None, box: Inbox | None)
         realm=row["realm"],
         inbox=box,
         request_id=row["request_id"],
+        phone=content["phone"] if content else None,
     )
 
 

@@ -41,6 +41,9 @@ log = EventLog("workers.delivery")
 
 WAKE_CHANNEL = "sb_delivery"
 
+# What a channel without a sender lacks, added to its jobs' skip reason.
+_SETTINGS_HINT = {"sms": " (set SMS_ACCOUNT_SID, SMS_AUTH_TOKEN and SMS_FROM)"}
+
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -130,7 +133,8 @@ class DeliveryWorker:
             return Held(until, "quiet hours")
         sender = self.senders.get(job.channel)
         if sender is None:
-            return Skipped(f"{job.channel} delivery is not configured")
+            hint = _SETTINGS_HINT.get(job.channel)
+            return Skipped(f"{job.channel} delivery is not configured" + (hint or ""))
         return await sender.deliver(job, now)
 
     # --- the loop ------------------------------------------------------------------------------

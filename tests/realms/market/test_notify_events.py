@@ -1,5 +1,6 @@
 """Market notifications on real Postgres (and a real gateway for chat): the seed's
-notification_settings switches decide e-mail, push and SMS per category; order status changes
+notification_settings switches decide e-mail, push and SMS per category, and SMS reaches the
+SMS provider's stand-in through the real delivery worker; order status changes
 notify the buyer, payout moves the seller; chat participants with no socket in the chat are
 notified, and a muted one gets the in-app notification but no push; flash sales are
 announced to subscribers who did not opt out of promotions."""
@@ -11,10 +12,17 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from realms.market import events, jobs
+from kernel.config import Settings
+from kernel.db import create_pool
+from kernel.realms import Realms
+from realms.market import REALM, events, jobs
+from tests.notifications.sms_standin import ACCOUNT_SID, AUTH_TOKEN, FROM, SmsStandIn
 from tests.realms.market.conftest import Connect, bearer
 from tests.realms.market.test_jobs import FixedClock
 from tests.realms.market.world import World
+from workers.delivery import build_senders, close_senders
+from workers.delivery.outbox import Outbox
+from workers.delivery.worker import DeliveryWorker
 
 NOTES = """
 SELECT n.user_id::bigint AS user_id, n.notification_type, n.send_in_app, n.send_push,
@@ -38,9 +46,9 @@ async def device(db: asyncpg.Connection, user: int) -> None:
 async def test_the_seed_switches_decide_email_push_and_sms_per_category(
     world: World, db: asyncpg.Connection
 ) -> None:
-    default = await world.buyer(email_verified=True)
-    texted = await world.buyer(email_verified=True)
-    quiet = await world.buyer(email_verified=True)
+    default = await world.buyer(email_verified=True, phone="+998900000001", phone_verified=True)
+    texted = await world.buyer(email_verified=True, phone="+998900000002", phone_verified=True)
+    quiet = await world.buyer(email_verified=True, phone="+998900000003", phone_verified=True)
     for user in (default, texted, quiet):
         await device(db, user)
     await world.notification_settings(user_id=texted, sms_enabled=True)
@@ -52,7 +60,7 @@ async def test_the_seed_switches_decide_email_push_and_sms_per_category(
     rows = [tuple(r) for r in await db.fetch(NOTES, "order")]
     assert rows == [
         (default, "order", True, True, True, ["email", "push"]),
-        (texted, "order", True, True, True, ["email", "push"]),
+        (texted, "order", True, True, True, ["email", "push", "sms"]),
         (quiet, "order", True, False, False, None),  # in-app only: order updates are off
     ]
     async with db.transaction():
@@ -160,3 +168,51 @@ async def test_flash_sales_are_announced_to_subscribers_who_did_not_opt_out(
     rows = await db.fetch(NOTES, "promotion")
     assert [r["user_id"] for r in rows] == [fan] and stranger != fan
     assert await jobs.announce_flash_sales(db, FixedClock(now)) == 0
+
+
+async def test_sms_respects_sms_enabled_end_to_end_through_the_worker_and_the_provider(
+    world: World, db: asyncpg.Connection, dsn: str, secret: str
+) -> None:
+    texted = await world.buyer(phone="+998901110001", phone_verified=True)
+    default = await world.buyer(phone="+998901110002", phone_verified=True)
+    unverified = await world.buyer(phone="+998901110003")
+    opted_out = await world.buyer(phone="+998901110004", phone_verified=True)
+    for user in (texted, unverified):
+        await world.notification_settings(user_id=user, sms_enabled=True)
+    await world.notification_settings(user_id=opted_out, sms_enabled=True, order_updates=False)
+    async with db.transaction():
+        told = await events.tell(db, event_key="order:9:in_transit",
+                                 users=[texted, default, unverified, opted_out], kind="order",
+                                 title="On its way", message="Order 9 is in transit")  # fmt: skip
+    assert told.sms == [texted, unverified]  # the switches; only a verified phone gets a job
+    jobs_of = await db.fetch(
+        "SELECT user_id FROM gateway.notification_deliveries WHERE channel = 'sms'"
+    )
+    assert [r["user_id"] for r in jobs_of] == [str(texted)]
+    provider = SmsStandIn()
+    await provider.start()
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    settings = Settings(
+        database_url=dsn,
+        secret=secret,
+        sms_base_url=provider.base_url,
+        sms_account_sid=ACCOUNT_SID,
+        sms_auth_token=AUTH_TOKEN,
+        sms_from=FROM,
+    )
+    senders = build_senders(pool, settings)
+    try:
+        worker = DeliveryWorker(Outbox(pool, "w1", realms=Realms([REALM])), senders)
+        while await worker.run_once():
+            pass
+    finally:
+        await close_senders(senders)
+        await pool.close()
+        await provider.stop()
+    assert [(m["To"], m["Body"]) for m in provider.sent] == [
+        ("+998901110001", "On its way\nOrder 9 is in transit")
+    ]
+    status = await db.fetchval(
+        "SELECT status FROM gateway.notification_deliveries WHERE channel = 'sms'"
+    )
+    assert status == "sent"
