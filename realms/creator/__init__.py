@@ -1,7 +1,9 @@
 """Realm `creator`: Creator platform (seed 003): fan-creator direct messages
 (`creator.dm:<id>`) with unread counts, archive and read receipts, premium (paid) messages
-delivered locked until bought, tips (optionally anonymous), accounts with age verification and
-account status. docs/realm-creator.md has its routes, channels, rules and choices."""
+delivered locked until bought, tips (optionally anonymous), live streams (`creator.live:<id>`)
+with access rules and viewer counts, notifications through the core, scheduled jobs, accounts
+with age verification and account status. docs/realm-creator.md has its routes, channels,
+rules and choices."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from kernel.conversation import Namespace, NamespaceContext
+    from kernel.jobs import Job
 
 # Tokens of suspended, banned, deactivated or deleted accounts are refused.
 USER_LOOKUP_SQL = (
@@ -53,15 +56,26 @@ def _api_setup(app: web.Application) -> None:
 def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
     from kernel.config import load_settings
     from realms.creator.dm import DirectMessages
+    from realms.creator.live import LiveStreams
     from realms.creator.relay import Relay
 
-    relay = Relay(context.pool, context.publish, load_settings().database_url)
+    settings = load_settings()
+    relay = Relay(context.pool, context.publish, settings.database_url)
     relay.start()
+    live = LiveStreams(context.pool, context.publish, node_ttl_s=settings.gateway_node_ttl_s)
+    live.start()
     return [
         DirectMessages(
             context.pool, context.publish, on_batch=context.on_batch, on_close=relay.close
-        )
+        ),
+        live,
     ]
+
+
+def _jobs() -> Sequence[Job]:
+    from realms.creator.jobs import JOBS
+
+    return JOBS
 
 
 REALM = Realm(
@@ -75,5 +89,6 @@ REALM = Realm(
     routes=_routes,
     api_setup=_api_setup,
     namespaces=_namespaces,
+    jobs=_jobs,
     notification_categories=NOTIFICATION_CATEGORIES,
 )

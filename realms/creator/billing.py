@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
-from realms.creator import relay
+from realms.creator import notices, relay
 
 PLATFORM_FEE_BPS = 2000  # 20 % of every payment goes to the platform
 PaymentMethod = Literal["card", "wallet", "bank_transfer", "paypal", "crypto"]
@@ -102,6 +102,13 @@ _PAYMENT = (
     "id, transaction_type, status, gross_amount, platform_fee, net_amount, currency,"
     " message_id, failure_code, failure_reason"
 )
+
+
+async def _username(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
+    name: str | None = await conn.fetchval(
+        "SELECT username FROM creator.users WHERE id = $1", user_id
+    )
+    return name
 
 
 def payment_failed(payment: Payment) -> BadRequest:
@@ -233,6 +240,15 @@ async def purchase_message(
             message_id,
             payment.net_amount,
         )
+        await notices.premium_message_purchased(
+            conn,
+            creator_id=message["creator_id"],
+            transaction_id=payment.id,
+            message_id=message_id,
+            buyer_name=await _username(conn, buyer),
+            net_amount=payment.net_amount,
+            currency=payment.currency,
+        )
 
     payment = await _settle(
         pool, processor, transaction_id, method=method, token=token, on_success=unlocked
@@ -346,6 +362,15 @@ async def send_tip(
             tip_id,
             amount,
             payment.currency,
+        )
+        await notices.tip_received(
+            conn,
+            creator_id=creator_id,
+            tip_id=tip_id,
+            amount=amount,
+            currency=payment.currency,
+            tipper_name=None if anonymous else await _username(conn, tipper),
+            note=message,
         )
         await conn.execute(
             "INSERT INTO creator.user_analytics (user_id, event_type, target_user_id)"

@@ -29,6 +29,7 @@ from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
 from kernel.messages import ConversationSummary, Event, MemberState, Message, edited_event
 from kernel.messages import json_encoder as encoder
+from realms.creator import notices
 from realms.creator.wire import COLUMNS, DM_NAMESPACE, FROM, PURCHASED, dm_channel, render
 
 log = EventLog("realms.creator.dm")
@@ -219,6 +220,8 @@ class DirectMessages:
         results: list[Committed | Exception] = []
         fresh: list[tuple[str, int, bytes]] = []
         unread: dict[str, Event] = {}
+        # per conversation: its batch's first new message and its recipient
+        told: dict[str, tuple[Outgoing, uuid.UUID]] = {}
         for pending, row in zip(batch, rows, strict=True):
             status = row["status"]
             if status not in ("ok", "duplicate"):
@@ -262,13 +265,39 @@ class DirectMessages:
                 unread[pending.channel] = unread_event(
                     pending.channel, peer, count, message.seq, row["version"]
                 )
+                told.setdefault(pending.channel, (o, peer))
         if fresh:
             try:
                 await self._publish(fresh)
                 await self._tell(list(unread.values()))
             except Exception as exc:  # committed: clients catch up with `since`
                 log.error("publish_failed", messages=len(fresh), error=repr(exc))
+            try:
+                await self._tell_offline(list(told.values()))
+            except Exception as exc:  # the message is committed and counted unread
+                log.error("offline_notify_failed", error=repr(exc))
         return results
+
+    async def _tell_offline(self, sent: list[tuple[Outgoing, uuid.UUID]]) -> None:
+        """new_message notifications for recipients not in the conversation (one per
+        conversation of the batch; realms/creator/notices.py collapses unread streaks)."""
+        async with self._pool.acquire() as conn:
+            names = dict(
+                await conn.fetch(
+                    "SELECT id, username FROM creator.users WHERE id = ANY ($1::uuid[])",
+                    list({o.sender_id for o, _ in sent}),
+                )
+            )
+            for o, peer in sent:
+                async with conn.transaction():
+                    await notices.new_message(
+                        conn,
+                        conversation_id=o.conversation_id,
+                        recipient=peer,
+                        sender_name=names.get(o.sender_id),
+                        text=o.body,
+                        premium=o.price is not None,
+                    )
 
     async def _tell(self, events: list[Event]) -> None:
         if events:

@@ -1,13 +1,18 @@
 """Live delivery of what the REST side commits (a premium message sent, a purchase that
-unlocks one, a tip, a read), in every gateway process: REST announces it with
-`announce(conn, kind, id)` in its transaction (NOTIFY creator_live, heard at commit); each
-gateway's relay hears it, and the first to claim its key in creator.live_claims publishes the
-frames, so every socket gets each once (docs/realm-creator.md, "Premium messages")."""
+unlocks one, a tip, a read), in every gateway process, once per socket and never lost to a
+deaf or dead gateway: REST calls `announce(conn, kind, id)` in its transaction, which writes
+the event to the outbox creator.live_claims and NOTIFYs its key (heard at commit). Each
+gateway's relay hears it; the first to claim the row publishes the frames and stamps it
+published. After a LISTEN reconnect the relay claims every event nobody claimed (announced
+while it was deaf); a periodic sweep also claims events unclaimed for UNCLAIMED_GRACE (no
+gateway heard them) and events claimed but unpublished for LEASE (the claimer died between
+claim and publish). docs/realm-creator.md, "Live events"."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Literal
 
 import asyncpg
@@ -26,90 +31,132 @@ log = EventLog("realms.creator.relay")
 CHANNEL = "creator_live"
 Kind = Literal["message", "unlock", "tip", "read"]
 
+SWEEP_EVERY_S = 5.0
+# Claimed but not published after this: the claimer is taken for dead; another publishes.
+LEASE = timedelta(seconds=10)
+# Unclaimed after this: no gateway heard the NOTIFY (or none was running).
+UNCLAIMED_GRACE = timedelta(seconds=30)
+# Older events are not replayed live (they are in history and lists by then).
+REPLAY_WINDOW = timedelta(minutes=10)
+SWEEP_BATCH = 200
 
-class Notice(msgspec.Struct, frozen=True):
-    kind: Kind
-    id: uuid.UUID
-    # read: the reader
-    user_id: uuid.UUID | None = None
-
-
-_decode = msgspec.json.Decoder(Notice).decode
+_CLAIM_ONE = (
+    "UPDATE creator.live_claims SET claimed_at = now()"
+    " WHERE key = $1 AND claimed_at IS NULL RETURNING key, kind, ref_id, user_id"
+)
+# Claim what was missed: unclaimed for `grace`, or claimed and unpublished past the lease.
+_CLAIM_MISSED = """
+UPDATE creator.live_claims SET claimed_at = now()
+ WHERE key IN (SELECT key FROM creator.live_claims
+                WHERE published_at IS NULL AND created_at > now() - $1::interval
+                  AND ((claimed_at IS NULL AND created_at <= now() - $2::interval)
+                       OR claimed_at < now() - $3::interval)
+                ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+RETURNING key, kind, ref_id, user_id, created_at
+"""
+_PUBLISHED = "UPDATE creator.live_claims SET published_at = now() WHERE key = ANY ($1::text[])"
 
 
 async def announce(
     conn: asyncpg.Connection, kind: Kind, id_: uuid.UUID, user_id: uuid.UUID | None = None
 ) -> None:
     """Have the gateways publish `kind` of `id_` once this transaction commits."""
-    await conn.execute(
-        "SELECT pg_notify($1, $2)",
-        CHANNEL,
-        msgspec.json.encode(Notice(kind, id_, user_id)).decode(),
+    key = await conn.fetchval(
+        "INSERT INTO creator.live_claims (key, kind, ref_id, user_id)"
+        " VALUES (gen_random_uuid()::text, $1, $2, $3) RETURNING key",
+        kind,
+        id_,
+        user_id,
     )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, key)
 
 
 class Relay:
-    """One per gateway process: hears creator_live and publishes each notice once overall."""
+    """One per gateway process: hears creator_live and publishes each event once overall."""
 
     def __init__(self, pool: asyncpg.Pool, publish: Publish, dsn: str) -> None:
         self._pool = pool
         self._publish = publish
         self._listener = Listener(dsn, "switchboard-creator-live")
         self._listener.on(CHANNEL, self._heard)
+        self._listener.on_resync(self._resync)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._started = asyncio.get_running_loop().create_task(self._listener.start())
+        loop = asyncio.get_running_loop()
+        self._started = loop.create_task(self._listener.start())
+        self._sweeper = loop.create_task(self._sweep_forever())
 
     async def close(self) -> None:
-        if self._started is not None:
-            self._started.cancel()
+        for task in (self._started, self._sweeper):
+            if task is not None:
+                task.cancel()
         await self._listener.close()
         for task in list(self._tasks):
             task.cancel()
 
     def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            notice = _decode(payload)
-        except msgspec.DecodeError:
-            log.error("bad_notice", payload=payload[:200])
-            return
-        task = asyncio.get_running_loop().create_task(self._handle(notice))
+        task = asyncio.get_running_loop().create_task(self._handle(payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, notice: Notice) -> None:
+    async def _handle(self, key: str) -> None:
         try:
-            frames = await self._claim_and_build(notice)
-            if frames:
-                await self._publish(frames)
-        except Exception as exc:  # committed: readers find it in history
-            log.error("relay_failed", kind=notice.kind, id=str(notice.id), error=repr(exc))
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(_CLAIM_ONE, key)
+                if row is not None:
+                    await self._deliver(conn, [row])
+        except Exception as exc:  # committed: the sweep publishes it after the lease
+            log.error("relay_failed", key=key[:100], error=repr(exc))
 
-    async def _claim_and_build(self, notice: Notice) -> list[tuple[str, int, bytes]]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            key = f"{notice.kind}:{notice.id}:{notice.user_id or ''}"
-            if notice.kind == "read":  # every read is its own event: key it by version
-                version = await conn.fetchval(
-                    "SELECT state_version FROM creator.conversations WHERE id = $1", notice.id
-                )
-                key = f"{key}:{version}"
-            claimed = await conn.fetchval(
-                "INSERT INTO creator.live_claims (key) VALUES ($1)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                key,
-            )
-            if not claimed:
-                return []
-            if notice.kind == "message":
-                return await _message_frames(conn, notice.id)
-            if notice.kind == "unlock":
-                return await _unlock_frames(conn, notice.id)
-            if notice.kind == "tip":
-                return await _tip_frames(conn, notice.id)
-            assert notice.user_id is not None
-            return await _read_frames(conn, notice.id, notice.user_id)
+    async def _deliver(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        """Publish claimed events in order, then mark them published."""
+        frames: list[tuple[str, int, bytes]] = []
+        for row in rows:
+            frames.extend(await _frames(conn, row["kind"], row["ref_id"], row["user_id"]))
+        if frames:
+            await self._publish(frames)
+        await conn.execute(_PUBLISHED, [r["key"] for r in rows])
+
+    async def sweep(self, *, grace: timedelta = UNCLAIMED_GRACE) -> int:
+        """Claim and publish missed events (see the module doc); returns how many."""
+        done = 0
+        async with self._pool.acquire() as conn:
+            while True:
+                rows = await conn.fetch(_CLAIM_MISSED, REPLAY_WINDOW, grace, LEASE, SWEEP_BATCH)
+                if not rows:
+                    return done
+                await self._deliver(conn, sorted(rows, key=lambda r: r["created_at"]))
+                done += len(rows)
+                log.warning("relay_replayed", events=len(rows))
+
+    async def _resync(self) -> None:
+        """After a LISTEN reconnect: everything nobody claimed may have been announced while
+        this process was deaf."""
+        await self.sweep(grace=timedelta(0))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            try:
+                await self.sweep()
+            except Exception as exc:  # the next sweep tries again
+                log.error("relay_sweep_failed", error=repr(exc))
+
+
+async def _frames(
+    conn: asyncpg.Connection, kind: str, ref_id: uuid.UUID, user_id: uuid.UUID | None
+) -> list[tuple[str, int, bytes]]:
+    if kind == "message":
+        return await _message_frames(conn, ref_id)
+    if kind == "unlock":
+        return await _unlock_frames(conn, ref_id)
+    if kind == "tip":
+        return await _tip_frames(conn, ref_id)
+    assert user_id is not None
+    return await _read_frames(conn, ref_id, user_id)
 
 
 async def _message_frames(

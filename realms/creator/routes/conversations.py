@@ -18,7 +18,7 @@ from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.messages import Attachment
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
-from realms.creator import dm, relay
+from realms.creator import dm, notices, relay
 from realms.creator.accounts import verified_account
 from realms.creator.wire import CreatorMessage, Preview, dm_channel
 
@@ -253,6 +253,16 @@ async def send(request: web.Request, body: SendBody) -> Sent:
                 me,
                 conversation.id,
                 body.price is not None,
+            )
+            await notices.new_message(
+                conn,
+                conversation_id=conversation.id,
+                recipient=peer,
+                sender_name=await conn.fetchval(
+                    "SELECT username FROM creator.users WHERE id = $1", me
+                ),
+                text=body.text,
+                premium=body.price is not None,
             )
         history = await dm.read_history(
             conn, conversation.id, conversation.role, None, row["seq"] - 1, 1
