@@ -1,5 +1,6 @@
 """The OpenAPI 3.1 document, built from the endpoint registry and the msgspec types it names,
-served at GET /openapi.json."""
+served at GET /openapi.json; it states every rule the endpoints enforce (ids, either/or
+bodies, datetimes, NUL, 503 with Retry-After), which tests/api/test_schemathesis.py holds it to."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from msgspec import _json_schema
 
 from api.mount import MOUNTED, Mounted
 from kernel.errors import ERROR_CODES
@@ -60,7 +62,7 @@ _REASONS = {
 # `<something>_id` of a realm's route is one of its ids (kernel/web/paths.py reads them).
 _ID_SCHEMAS: dict[str, dict[str, Any]] = {
     "uuid": {"type": "string", "format": "uuid"},
-    "bigint": {"type": "integer", "format": "int64", "minimum": 1},
+    "bigint": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1},
 }
 # Postgres text cannot hold NUL and the endpoint decorator refuses it in every string of a
 # request (path, query, body); said once for every string the document does not constrain.
@@ -179,12 +181,20 @@ _TYPED_STRINGS = {
 }
 
 
+_NUL_AHEAD = "^(?=[^\\u0000]*$)"
+
+
 def _constrain_strings(node: Any) -> None:
-    """Give every string schema without a pattern, format or enum the pattern that excludes
-    NUL (the API refuses it everywhere)."""
+    """Say of every string without a format or enum that it holds no NUL (the API refuses it
+    everywhere): its pattern, or a lookahead before the pattern it has."""
     if isinstance(node, dict):
-        if node.get("type") == "string" and not node.keys() & {"pattern", "format", "enum"}:
-            node["pattern"] = _NO_NUL
+        if node.get("type") == "string" and not node.keys() & {"format", "enum"}:
+            pattern = node.get("pattern")
+            if pattern is None:
+                node["pattern"] = _NO_NUL
+            elif not pattern.startswith(_NUL_AHEAD):
+                anchored = pattern.startswith("^")
+                node["pattern"] = _NUL_AHEAD + (pattern[1:] if anchored else "[\\s\\S]*" + pattern)
         for value in node.values():
             _constrain_strings(value)
     elif isinstance(node, list):
@@ -192,26 +202,17 @@ def _constrain_strings(node: Any) -> None:
             _constrain_strings(item)
 
 
-def _structs(types: list[type]) -> list[msgspec.inspect.StructType]:
-    """Every Struct the types use, nested ones included."""
-    found: dict[type, msgspec.inspect.StructType] = {}
-
-    def walk(info: object) -> None:
-        if isinstance(info, msgspec.inspect.StructType):
-            if info.cls not in found:
-                found[info.cls] = info
-                for f in info.fields:
-                    walk(f.type)
-            return
-        for name in getattr(info, "__struct_fields__", ()):  # inspect's types are Structs
-            value = getattr(info, name)
-            for item in value if isinstance(value, tuple) else (value,):
-                if isinstance(item, msgspec.inspect.Type):
-                    walk(item)
-
-    for info in msgspec.inspect.multi_type_info(types):
-        walk(info)
-    return list(found.values())
+def _structs(types: list[type]) -> list[tuple[str, msgspec.inspect.StructType]]:
+    """Every Struct the types use, nested ones included, with its component's name. The
+    names come from msgspec's own helpers (private, but msgspec is pinned): two Structs of one
+    name in different modules (LoginBody of two realms) get longer names there."""
+    found = _json_schema._collect_component_types(msgspec.inspect.multi_type_info(types))
+    names = _json_schema._build_name_map(found)
+    return [
+        (names[cls], info)
+        for cls, info in found.items()
+        if isinstance(info, msgspec.inspect.StructType)
+    ]
 
 
 def _typed_string(info: msgspec.inspect.Type) -> dict[str, Any] | None:
@@ -227,8 +228,8 @@ def _complete_components(types: list[type]) -> None:
     """What msgspec's schemas leave out: a Struct's `schema_rules`
     (kernel.web.endpoints.exactly_one_of …) under its `allOf`, and the shape of its datetime
     and time fields."""
-    for struct in _structs(types):
-        component = _COMPONENTS.get(struct.cls.__name__)
+    for name, struct in _structs(types):
+        component = _COMPONENTS.get(name)
         if component is None:
             continue
         rules = getattr(struct.cls, "schema_rules", None)

@@ -36,6 +36,10 @@ LEGACY_REALM = "analyst"
 Kind = Literal["open", "click", "unsubscribe"]
 _DOMAIN = b"switchboard.email-link.v1."
 _SIG_BYTES = 16
+# A token as sign_link writes it, for the routes' schemas: body and signature, each unpadded
+# base64url (a part of 4n+1 characters cannot be one).
+_B64URL = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
+TOKEN_PATTERN = rf"^{_B64URL}\.{_B64URL}\Z"
 
 
 class LinkClaim(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):

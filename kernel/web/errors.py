@@ -81,8 +81,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(
             400, "bad_request", "a value is out of range", {"sqlstate": exc.sqlstate}
         )
+    except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
+        # a value of the request a table's rule refuses
+        log.info("request_value_refused", path=request.path, sqlstate=exc.sqlstate)
+        return error_response(
+            400, "bad_request", "a value breaks a rule of the data", {"sqlstate": exc.sqlstate}
+        )
     except asyncpg.IntegrityConstraintViolationError as exc:
-        # class 23: the request collides with stored data (a duplicate, a missing reference)
+        # the rest of class 23: the request collides with stored data (a duplicate, a
+        # reference to nothing)
         log.info("request_conflicts", path=request.path, sqlstate=exc.sqlstate)
         return error_response(
             409, "conflict", "the request conflicts with stored data", {"sqlstate": exc.sqlstate}

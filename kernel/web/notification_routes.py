@@ -94,6 +94,12 @@ class DeviceOut(Struct):
 
 
 class TokenQuery(Struct):
+    t: Annotated[str, Meta(min_length=1, max_length=4096, pattern=tracking.TOKEN_PATTERN)]
+
+
+class PixelQuery(Struct):
+    """The open pixel's: any token gets the pixel (a malformed one records nothing)."""
+
     t: Annotated[str, Meta(min_length=1, max_length=4096)]
 
 
@@ -326,10 +332,10 @@ async def forget_device(request: web.Request, body: DeviceToken) -> None:
     tracking.OPEN_PATH,
     summary="E-mail open pixel",
     tag="tracking",
-    query=TokenQuery,
+    query=PixelQuery,
     auth=False,
 )
-async def email_opened(request: web.Request, query: TokenQuery) -> web.Response:
+async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
     """Always the pixel: a bad token records nothing but must not show a broken image."""
     try:
         async with request.app[POOL].acquire() as conn:

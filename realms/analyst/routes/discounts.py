@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -32,6 +32,25 @@ TierIds = Annotated[list[uuid.UUID], Meta(min_length=1, max_length=100)]
 
 
 class DiscountCodeBody(Struct, forbid_unknown_fields=True):
+    # _validated's rules on one value: a percentage is at most 100 and only it has a cap
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {
+                    "properties": {
+                        "discount_type": {"const": "percentage"},
+                        "discount_value": {"maximum": 100},
+                    }
+                },
+                {
+                    "properties": {
+                        "discount_type": {"const": "fixed_amount"},
+                        "max_discount_amount": {"type": "null"},
+                    }
+                },
+            ]
+        },
+    )
     code: CodeText
     discount_type: Literal["percentage", "fixed_amount"]
     discount_value: Annotated[

@@ -43,23 +43,28 @@ class DeviceOut(Struct):
 
 class Preference(Struct, forbid_unknown_fields=True):
     category: Category
-    channel: Literal["in_app", "push", "email", "*"]
+    channel: Literal["in_app", "push", "email", "sms", "*"]
     enabled: bool
+
+
+# An IANA name this machine's tz database knows (what set_settings accepts).
+TimeZone = Annotated[
+    str,
+    Meta(max_length=64, extra_json_schema={"enum": sorted(zoneinfo.available_timezones())}),
+]
 
 
 class Settings(Struct, forbid_unknown_fields=True):
     schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
         all_or_none("quiet_hours_start", "quiet_hours_end"),
     )
-    time_zone: Annotated[str, Meta(max_length=64)] = "UTC"
+    time_zone: TimeZone = "UTC"
     quiet_hours_start: Clock | None = None
     quiet_hours_end: Clock | None = None
     digest_at: Clock = "08:00"
 
 
-# kernel/tracking.py's link token: two unpadded base64url parts (body.signature).
-_B64URL = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
-LinkToken = Annotated[str, Meta(min_length=1, max_length=4096, pattern=rf"^{_B64URL}\.{_B64URL}\Z")]
+LinkToken = Annotated[str, Meta(min_length=1, max_length=4096, pattern=tracking.TOKEN_PATTERN)]
 
 
 class TokenQuery(Struct):
@@ -227,6 +232,8 @@ async def set_settings(request: web.Request, body: Settings) -> Settings:
         raise BadRequest(f"unknown time zone {body.time_zone!r} (use an IANA name)") from None
     if (body.quiet_hours_start is None) != (body.quiet_hours_end is None):
         raise BadRequest("give both quiet_hours_start and quiet_hours_end, or neither")
+    if body.quiet_hours_start is not None and body.quiet_hours_start == body.quiet_hours_end:
+        raise BadRequest("quiet hours cannot start when they end")
     quiet = (
         (body.quiet_hours_start, body.quiet_hours_end)
         if body.quiet_hours_start and body.quiet_hours_end

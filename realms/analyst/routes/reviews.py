@@ -175,7 +175,7 @@ async def create_review(request: web.Request, body: ReviewCreate) -> ReviewOut:
     who = await caller(request)
     analyst_id = path_uuid(request, "analyst_id")
     if analyst_id == who.user_id:
-        raise Forbidden("you cannot review yourself")  # who calls decides, not the body
+        raise BadRequest("you cannot review yourself")
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await _require_analyst(conn, analyst_id)
         tenure = await conn.fetchrow(_TENURE, who.user_id, analyst_id)
