@@ -507,12 +507,7 @@ def _runs() -> list[Any]:
 # Realms whose document still promises less than their handlers enforce (their routes are
 # theirs to fix: kernel.web.endpoints.exactly_one_of and friends state such rules). Remove an
 # entry when its run passes (it then shows as XPASS).
-OPEN = {
-    "aichat": "POST /auth/verify-email and /auth/password-reset/confirm answer 400 to a"
-    " well-formed token that is unknown, used or expired (a state, not a shape)",
-    "creator": "POST /auth/signup: 'only creators set a subscription_price' is not in the schema",
-    "market": "POST /auth/login: 'exactly one of email or phone' is not in the schema",
-}
+OPEN: dict[str, str] = {}
 
 
 CORE = "core"

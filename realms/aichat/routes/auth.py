@@ -16,7 +16,7 @@ import asyncpg
 from aiohttp import web
 from msgspec import Meta, Struct
 
-from kernel.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from kernel.errors import Conflict, Forbidden, NotFound, Unauthorized
 from kernel.passwords import hash_password, password_matches
 from kernel.revocation import revoke_tokens
 from kernel.tokens import sign_access_token
@@ -184,7 +184,7 @@ async def signup(request: web.Request, body: SignupBody) -> SignedUp:
     body=TokenBody,
     response=UserOut,
     auth=False,
-    errors=(400,),
+    errors=(400, 404),
 )
 async def verify_email(request: web.Request, body: TokenBody) -> UserOut:
     token = digest(body.token)
@@ -211,7 +211,8 @@ async def verify_email(request: web.Request, body: TokenBody) -> UserOut:
             " WHERE token = $1",
             token,
         )
-    raise BadRequest("this verification token is unknown, used or expired")
+    # one answer for unknown, spent and expired tokens: which it was is nobody's business
+    raise NotFound("this verification token is unknown, used or expired")
 
 
 @endpoint(
@@ -389,7 +390,7 @@ async def request_reset(request: web.Request, body: EmailBody) -> Accepted:
     body=ResetBody,
     status=204,
     auth=False,
-    errors=(400,),
+    errors=(400, 404),
 )
 async def confirm_reset(request: web.Request, body: ResetBody) -> None:
     password = await hash_password(body.new_password, request.app[SETTINGS].bcrypt_rounds)
@@ -401,7 +402,7 @@ async def confirm_reset(request: web.Request, body: ResetBody) -> None:
             digest(body.token),
         )
         if user_id is None:
-            raise BadRequest("this reset token is unknown, used or expired")
+            raise NotFound("this reset token is unknown, used or expired")
         await conn.execute("UPDATE aichat.users SET password = $2 WHERE id = $1", user_id, password)
         await conn.execute(
             "UPDATE aichat.sessions SET is_active = false WHERE user_id = $1 AND is_active",

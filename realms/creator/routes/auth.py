@@ -8,7 +8,7 @@ import hashlib
 import secrets
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 from aiohttp import web
@@ -39,6 +39,18 @@ Price = Annotated[int, Meta(gt=0, le=10**9, description="minor units (cents)")]
 
 
 class SignupBody(Struct, forbid_unknown_fields=True, kw_only=True):
+    # only creators set a subscription price (fans, the default type, leave it out or null)
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        {
+            "anyOf": [
+                {"properties": {"subscription_price": {"type": "null"}}},
+                {
+                    "required": ["account_type"],
+                    "properties": {"account_type": {"const": "creator"}},
+                },
+            ]
+        },
+    )
     username: Username
     email: Email
     password: Password

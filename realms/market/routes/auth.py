@@ -9,7 +9,7 @@ import hashlib
 import ipaddress
 import secrets
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 from aiohttp import web
@@ -19,7 +19,7 @@ from kernel.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from kernel.passwords import hash_password, password_matches
 from kernel.tokens import sign_access_token
 from kernel.web.auth import caller
-from kernel.web.endpoints import endpoint
+from kernel.web.endpoints import endpoint, exactly_one_of
 from kernel.web.keys import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -49,6 +49,7 @@ class SignupBody(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class LoginBody(Struct, forbid_unknown_fields=True, kw_only=True):
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (exactly_one_of("email", "phone"),)
     password: Annotated[str, Meta(max_length=128)]
     email: Email | None = None
     phone: Phone | None = None

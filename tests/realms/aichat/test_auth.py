@@ -38,7 +38,7 @@ async def test_signup_verify_login_refresh_logout(
     r = await aichat_api.post("/v1/aichat/auth/verify-email", json={"token": token})
     assert r.status == 200 and (await r.json())["email_verified"] is True
     r = await aichat_api.post("/v1/aichat/auth/verify-email", json={"token": token})
-    assert r.status == 400  # single use
+    assert r.status == 404  # single use
     assert await db.fetchval("SELECT attempt_count FROM aichat.email_verifications") == 2
 
     r = await aichat_api.post(
@@ -80,7 +80,7 @@ async def test_expired_verification_token_is_refused(
     r = await aichat_api.post(
         "/v1/aichat/auth/verify-email", json={"token": token_in_mail(smtp_sink, email)}
     )
-    assert r.status == 400
+    assert r.status == 404
     assert not await db.fetchval("SELECT email_verified FROM aichat.users")
 
 
@@ -102,7 +102,7 @@ async def test_password_reset_is_single_use_and_ends_sessions(
     r = await aichat_api.post("/v1/aichat/auth/password-reset/confirm", json=body)
     assert r.status == 204
     r = await aichat_api.post("/v1/aichat/auth/password-reset/confirm", json=body)
-    assert r.status == 400  # used
+    assert r.status == 404  # used
     r = await aichat_api.post("/v1/aichat/auth/refresh", json={"refresh_token": refresh})
     assert r.status == 401  # every session ended
     r = await aichat_api.post(
@@ -114,4 +114,4 @@ async def test_password_reset_is_single_use_and_ends_sessions(
     await db.execute("UPDATE aichat.password_resets SET expires_at = LOCALTIMESTAMP")
     body = {"token": token_in_mail(smtp_sink, email), "new_password": "another secret!"}
     r = await aichat_api.post("/v1/aichat/auth/password-reset/confirm", json=body)
-    assert r.status == 400  # expired
+    assert r.status == 404  # expired
