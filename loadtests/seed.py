@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +40,8 @@ from pathlib import Path
 
 import asyncpg
 import bcrypt
+
+from loadtests.seeding import progress, seed_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "credentials.csv"
@@ -443,28 +443,13 @@ def _parse(argv: list[str] | None) -> tuple[SeedConfig, Path]:
 
 
 async def _main(config: SeedConfig, out: Path) -> None:
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise SystemExit(
-            "DATABASE_URL is not set; for `make run`'s private cluster use\n"
-            "  DATABASE_URL=postgresql://postgres@127.0.0.1:55432/switchboard"
-        )
-
-    def say(message: str) -> None:
-        print(f"[seed] {message}", file=sys.stderr, flush=True)
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        migrated = await conn.fetchval("SELECT to_regclass('analyst.subscriptions') IS NOT NULL")
-        if not migrated:
-            raise SystemExit("the database has no analyst schema: run `python -m kernel.migrate`")
+    say = progress("seed")
+    async with seed_database("analyst.subscriptions") as conn:
         say(
             f"tag {config.tag}: {config.analysts:,} analysts ({config.hot_channels} hot), "
             f"{config.users:,} traders"
         )
         report = await seed(conn, config, out, say)
-    finally:
-        await conn.close()
     say(
         f"done in {report.seconds:.1f} s: {report.analysts + report.traders:,} users, "
         f"{report.subscriptions:,} subscriptions, {report.channels:,} channels; "

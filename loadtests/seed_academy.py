@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +38,8 @@ from pathlib import Path
 
 import asyncpg
 import bcrypt
+
+from loadtests.seeding import progress, seed_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "academy_credentials.csv"
@@ -317,24 +317,10 @@ def _parse(argv: list[str] | None) -> tuple[AcademySeedConfig, Path]:
 
 
 async def _main(config: AcademySeedConfig, out: Path) -> None:
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise SystemExit(
-            "DATABASE_URL is not set; for `make run`'s private cluster use\n"
-            "  DATABASE_URL=postgresql://postgres@127.0.0.1:55432/switchboard"
-        )
-
-    def say(message: str) -> None:
-        print(f"[seed_academy] {message}", file=sys.stderr, flush=True)
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        if not await conn.fetchval("SELECT to_regclass('academy.live_sessions') IS NOT NULL"):
-            raise SystemExit("the database has no academy schema: run `python -m kernel.migrate`")
+    say = progress("seed_academy")
+    async with seed_database("academy.live_sessions") as conn:
         say(f"tag {config.tag}: {config.sessions} live sessions, {config.learners:,} learners")
         report = await seed(conn, config, out, say)
-    finally:
-        await conn.close()
     say(f"done in {report.seconds:.1f} s")
     for s in report.sessions:
         say(f"{s.channel}: host {s.host_id}, {s.participants:,} registered learners")

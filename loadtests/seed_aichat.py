@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +34,8 @@ from pathlib import Path
 
 import asyncpg
 import bcrypt
+
+from loadtests.seeding import progress, seed_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "aichat_credentials.csv"
@@ -304,27 +304,13 @@ def _parse(argv: list[str] | None) -> tuple[AichatSeedConfig, Path]:
 
 
 async def _main(config: AichatSeedConfig, out: Path) -> None:
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise SystemExit(
-            "DATABASE_URL is not set; for `make run`'s private cluster use\n"
-            "  DATABASE_URL=postgresql://postgres@127.0.0.1:55432/switchboard"
-        )
-
-    def say(message: str) -> None:
-        print(f"[seed_aichat] {message}", file=sys.stderr, flush=True)
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        if not await conn.fetchval("SELECT to_regclass('aichat.conversations') IS NOT NULL"):
-            raise SystemExit("the database has no aichat schema: run `python -m kernel.migrate`")
+    say = progress("seed_aichat")
+    async with seed_database("aichat.conversations") as conn:
         say(
             f"tag {config.tag}: {config.users:,} users x {config.conversations} conversations"
             f" x {config.history} messages"
         )
         report = await seed(conn, config, out, say)
-    finally:
-        await conn.close()
     say(f"done in {report.seconds:.1f} s")
     say(f"password for every seeded user: {config.password}")
     say(f"credentials: {out}")

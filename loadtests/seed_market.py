@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ from pathlib import Path
 
 import asyncpg
 import bcrypt
+
+from loadtests.seeding import progress, seed_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "market_credentials.csv"
@@ -342,20 +342,9 @@ def _parse(argv: list[str] | None) -> tuple[MarketSeedConfig, Path]:
 
 
 async def _main(config: MarketSeedConfig, out: Path) -> None:
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise SystemExit("DATABASE_URL is not set")
-
-    def say(message: str) -> None:
-        print(f"[seed_market] {message}", file=sys.stderr, flush=True)
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        if not await conn.fetchval("SELECT to_regclass('market.orders') IS NOT NULL"):
-            raise SystemExit("the database has no market schema: run `python -m kernel.migrate`")
+    say = progress("seed_market")
+    async with seed_database("market.orders") as conn:
         report = await seed(conn, config, out, say)
-    finally:
-        await conn.close()
     say(f"tag {config.tag}: done in {report.seconds:.1f} s")
     say(f"password for every seeded user: {config.password}")
     say(f"credentials: {out}")
