@@ -13,8 +13,8 @@ socket is removed; the chat stays readable over REST.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from typing import NamedTuple
 
 import asyncpg
 
@@ -30,6 +30,8 @@ from kernel.conversation import (
     parse_uuid,
 )
 from kernel.errors import BadRequest, Forbidden, NotFound
+from kernel.groupcommit import GroupCommit
+from kernel.logs import EventLog
 from kernel.messages import Event, Message, json_encoder
 
 PLAIN = "session rooms keep plain text messages"
@@ -69,6 +71,8 @@ UPDATE academy.live_sessions s
 RETURNING s.current_participants
 """
 
+log = EventLog("realms.academy.session")
+
 _APPEND = """
 WITH dup AS (
     SELECT id, seq, created_at FROM academy.session_messages
@@ -94,6 +98,14 @@ def _session(channel: str) -> uuid.UUID:
     return uuid.UUID(channel.partition(":")[2])
 
 
+class _Pending(NamedTuple):
+    channel: str
+    user_id: str
+    text: str
+    client_id: str | None
+    type: str
+
+
 class SessionChat(RefusesMessageChanges):
     """The rooms' stored chat: append, history, pin (host); no edit, delete, flag or read."""
 
@@ -102,9 +114,12 @@ class SessionChat(RefusesMessageChanges):
     def __init__(self, pool: asyncpg.Pool, publish: Publish) -> None:
         self._pool = pool
         self._publish = publish
-        # Appends run one at a time in the order asked: a waiter queues on the lock before
-        # its first suspension, as the ChatStore contract asks.
-        self._order = asyncio.Lock()
+        # Group commit: the sends that arrive while a batch is in flight share the next
+        # transaction. A send is queued before its first suspension, and two batches never
+        # hold the same room, so a room's messages commit in the order they were sent.
+        self._appends: GroupCommit[_Pending, Committed] = GroupCommit(
+            self._flush, key=lambda p: p.channel
+        )
 
     def _message(self, channel: str, row: asyncpg.Record) -> Message:
         return Message(
@@ -124,38 +139,52 @@ class SessionChat(RefusesMessageChanges):
             raise BadRequest(PLAIN)
         if draft.reply_to is not None or draft.type not in ("text", "system"):
             raise BadRequest(PLAIN)
-        channel = membership.channel
-        async with self._order:
-            row = await self._pool.fetchrow(
-                _APPEND,
-                _session(channel),
-                uuid.UUID(principal.user_id),
-                draft.text,
-                draft.client_id,
-                draft.type,
+        return await self._appends.submit(
+            _Pending(membership.channel, principal.user_id, draft.text, draft.client_id, draft.type)
+        )
+
+    async def _flush(self, batch: list[_Pending]) -> list[Committed]:
+        """Commit a batch in one transaction, in order; then publish what was new."""
+        rows: list[asyncpg.Record] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for p in batch:
+                row = await conn.fetchrow(
+                    _APPEND, _session(p.channel), uuid.UUID(p.user_id), p.text, p.client_id, p.type
+                )
+                if row is None:
+                    raise NotFound(f"{p.channel} is gone")
+                rows.append(row)
+        committed: list[Committed] = []
+        fresh: list[tuple[str, int, bytes]] = []
+        for p, row in zip(batch, rows, strict=True):
+            message = Message(
+                channel=p.channel,
+                seq=row["seq"],
+                id=str(row["id"]),
+                user_id=p.user_id,
+                text=p.text,
+                type=p.type,
+                created_at=row["created_at"].isoformat(),
+                client_id=p.client_id,
             )
-        if row is None:
-            raise NotFound(f"{channel} is gone")
-        message = Message(
-            channel=channel,
-            seq=row["seq"],
-            id=str(row["id"]),
-            user_id=principal.user_id,
-            text=draft.text,
-            type=draft.type,
-            created_at=row["created_at"].isoformat(),
-            client_id=draft.client_id,
-        )
-        payload = json_encoder.encode(message)
-        if not row["duplicate"]:
-            await self._publish([(channel, message.seq, payload)])
-        return Committed(
-            id=message.id,
-            seq=message.seq,
-            created_at=message.created_at,
-            duplicate=row["duplicate"],
-            payload=payload,
-        )
+            payload = json_encoder.encode(message)
+            if not row["duplicate"]:
+                fresh.append((p.channel, message.seq, payload))
+            committed.append(
+                Committed(
+                    id=message.id,
+                    seq=message.seq,
+                    created_at=message.created_at,
+                    duplicate=row["duplicate"],
+                    payload=payload,
+                )
+            )
+        if fresh:
+            try:
+                await self._publish(fresh)
+            except Exception as exc:  # committed: the batch must not be retried; gap-fill repairs
+                log.error("publish_failed", messages=len(fresh), error=repr(exc))
+        return committed
 
     async def pin(
         self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
@@ -225,11 +254,10 @@ class SessionChat(RefusesMessageChanges):
         return [(r["seq"], json_encoder.encode(self._message(channel, r))) for r in rows]
 
     async def drain(self) -> None:
-        async with self._order:  # every append asked for so far has been answered
-            return None
+        await self._appends.drain()  # every append asked for so far has been answered
 
     async def close(self) -> None:
-        return None
+        await self._appends.close()
 
 
 class SessionRooms:
