@@ -26,6 +26,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 
 from gateway.bus import NODE_TOPIC, REDIS_ERRORS, RETRY_S, PartlySent, QueuedBus, RedisHealth
 from gateway.ratelimit import RedisChatRateLimiter
@@ -38,6 +39,11 @@ log = EventLog("gateway.bus")
 def topic_slot(topic: str) -> int:
     """The cluster slot of a topic (its `{...}` hash tag when it has one)."""
     return key_slot(topic.encode())
+
+
+class StaleSlotMap(RedisClusterException):
+    """The slot map read still names the master that just gave a topic's slot away: the
+    cluster's view has not converged yet, so the subscriber reads it again shortly."""
 
 
 class _Shard:
@@ -75,6 +81,8 @@ class ClusterBus(QueuedBus):
         self._stale = True  # read the slot map before the next use
         self._repair = asyncio.Event()  # a shard broke: the subscriber rebuilds it
         self._lost_shard = False
+        # topic -> the master whose unasked SUNSUBSCRIBE said it gave the topic's slot away
+        self._moved_from: dict[str, str] = {}
 
     def _topic(self, channel: str) -> str:
         return self.PREFIX + channel + self.SUFFIX
@@ -272,6 +280,10 @@ class ClusterBus(QueuedBus):
         wanted: dict[str, tuple[ClusterNode, set[str]]] = {}
         for topic in [NODE_TOPIC, *(self._topic(c) for c in list(self._channels))]:
             node = self._owner(topic)
+            if self._moved_from.get(topic) == node.name:
+                self._stale = True
+                raise StaleSlotMap(f"{topic}: the slot map still names {node.name}")
+            self._moved_from.pop(topic, None)
             wanted.setdefault(node.name, (node, set()))[1].add(topic)
         masters = {node.name for node in self._cluster.get_primaries()}
         for name, shard in list(self._shards.items()):
@@ -335,6 +347,7 @@ class ClusterBus(QueuedBus):
         shard.topics.discard(topic)
         shard.pubsub.shard_channels.pop(raw, None)
         log.info("bus_slot_moved", node=shard.name, topic=topic)
+        self._moved_from[topic] = shard.name
         self._stale = True
         self._lost_shard = True
         self._repair.set()

@@ -162,7 +162,22 @@ class RedisClusterServers:
         ports = next(iter(views))
         return [n for n in self.nodes if n.port in ports]
 
-    def master_of_slot(self, slot: int) -> ClusterNode:
+    def master_of_slot(self, slot: int, timeout: float = 30) -> ClusterNode:
+        """The master serving `slot`, once the cluster's view names one: right after a
+        failover the node asked may not yet know the promoted replica's slots."""
+        found: list[ClusterNode] = []
+
+        def named() -> bool:
+            try:
+                found.append(self._master_of_slot_now(slot))
+            except LookupError:
+                return False
+            return True
+
+        self._wait(f"a master serving slot {slot}", named, timeout)
+        return found[-1]
+
+    def _master_of_slot_now(self, slot: int) -> ClusterNode:
         for line in self.cli(self.live_nodes()[0], "CLUSTER", "NODES").splitlines():
             fields = line.split()
             if "master" not in fields[2] or "fail" in fields[2]:
