@@ -11,26 +11,21 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from loadtests.bench_academy import bench
 from loadtests.seed_academy import CREDENTIAL_COLUMNS, AcademySeedConfig, seed
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.gateway.harness import GatewayProcess, WsClient
+from tests.loadtests.stack import Stack, file_text, running_stack
 from tests.realms.academy.live import connect, server_event
 
 RUN_SECONDS = 15
-
-
-def _text(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def stats(path: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -95,63 +90,12 @@ async def test_seed_population_and_credentials(
             assert refused["code"] == "forbidden"
 
 
-@dataclass
-class Stack:
-    api_url: str
-    gateway: GatewayProcess
-
-
-async def _wait_healthy(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if proc.returncode is not None:
-                raise RuntimeError(f"api exited ({proc.returncode}):\n{_text(log)}")
-            try:
-                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"api not healthy after 30 s:\n{_text(log)}")
-
-
 @pytest.fixture
 async def stack(dsn: str, secret: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "SWITCHBOARD_SECRET": secret,
-        "SWITCHBOARD_REALMS": "academy",
-        "LOG_LEVEL": "INFO",
-        "BCRYPT_ROUNDS": "4",
-    }
-    env.pop("REDIS_URL", None)  # one gateway process: the in-process bus
-    gateway = GatewayProcess({**env, "GATEWAY_PORT": str(free_port())})
-    api_port = free_port()
-    api_log = tmp_path / "api.log"
-    api: asyncio.subprocess.Process | None = None
-    try:
-        await gateway.start()
-        with api_log.open("wb") as log:
-            api = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "api",
-                cwd=ROOT,
-                env={**env, "API_PORT": str(api_port), "LOG_LEVEL": "WARNING"},
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        await _wait_healthy(f"http://127.0.0.1:{api_port}/healthz", api, api_log)
-        yield Stack(f"http://127.0.0.1:{api_port}", gateway)
-    finally:
-        if api is not None and api.returncode is None:
-            api.terminate()
-            await asyncio.wait_for(api.wait(), 30)
-        await gateway.stop()
-        print("--- api log ---\n" + _text(api_log))
-        print("--- gateway log (tail) ---\n" + "".join(gateway.log[-50:]))
+    async with running_stack(
+        dsn, secret, tmp_path, SWITCHBOARD_REALMS="academy", BCRYPT_ROUNDS="4"
+    ) as running:
+        yield running
 
 
 @pytest.mark.timeout(180)
@@ -209,7 +153,7 @@ async def test_locust_academy_live_session_run(
 
     rows = stats(Path(f"{prefix}_stats.csv"))
     total = rows[("", "Aggregated")]
-    assert int(total["Failure Count"]) == 0, _text(Path(f"{prefix}_failures.csv"))
+    assert int(total["Failure Count"]) == 0, file_text(Path(f"{prefix}_failures.csv"))
 
     def count(kind: str, name: str) -> int:
         row = rows.get((kind, name))
@@ -260,5 +204,5 @@ async def test_fanout_benchmark_smoke(base_dsn: str, tmp_path: Path) -> None:
         assert r.participants == 6 and r.deliveries_per_s > 0
         assert r.steady_sent > 0 and r.delivered == r.expected == r.steady_sent * 6
         assert r.p99_ms >= r.p50_ms > 0
-    written = json.loads(_text(out))
+    written = json.loads(file_text(out))
     assert [p["realm"] for p in written["points"]] == ["academy", "analyst"]
