@@ -41,7 +41,13 @@ from pathlib import Path
 import asyncpg
 import bcrypt
 
-from loadtests.seeding import progress, seed_database
+from loadtests.seeding import (
+    count,
+    drop_temp_tables,
+    progress,
+    seed_database,
+    write_credentials,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "credentials.csv"
@@ -296,11 +302,6 @@ SELECT 'community:' || c.id::text AS channel, count(j.user_id) AS members
 _TEMP_TABLES = ("lt_joinable", "lt_picks", "lt_traders", "lt_channels", "lt_tiers", "lt_analysts")
 
 
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'INSERT 0 100000' or 'SELECT 42'."""
-    return int(status.split()[-1])
-
-
 async def seed(
     conn: asyncpg.Connection,
     config: SeedConfig,
@@ -331,23 +332,23 @@ async def seed(
             if config.random_seed is not None:
                 await conn.execute("SELECT setseed($1)", config.random_seed)
             await conn.execute(_ANALYSTS, config.analysts, config.hot_channels)
-            report.analysts = _count(
+            report.analysts = count(
                 await conn.execute(_ANALYST_USERS, config.tag, config.domain, password_hash)
             )
             await conn.execute(_PROFILES, config.tag)
             step("analysts", f"{report.analysts:,} users with approved profiles")
             await conn.execute(_TIERS)
-            report.tiers = _count(await conn.execute(_TIER_ROWS))
+            report.tiers = count(await conn.execute(_TIER_ROWS))
             await conn.execute(_CHANNELS, config.hot_channels)
-            report.channels = _count(await conn.execute(_CHANNEL_ROWS, config.message_rate_limit))
+            report.channels = count(await conn.execute(_CHANNEL_ROWS, config.message_rate_limit))
             step("tiers+channels", f"{report.tiers:,} tiers, {report.channels:,} channels")
             await conn.execute(_TRADERS, config.users)
-            report.traders = _count(
+            report.traders = count(
                 await conn.execute(_TRADER_USERS, config.tag, config.domain, password_hash)
             )
             step("traders", f"{report.traders:,} users")
             await conn.execute(_PICKS, config.hot_share, config.hot_channels, bounds)
-            report.subscriptions = _count(await conn.execute(_SUBSCRIPTIONS))
+            report.subscriptions = count(await conn.execute(_SUBSCRIPTIONS))
             step("subscriptions", f"{report.subscriptions:,} (Zipf over analysts)")
         # Fresh statistics, so the API's and gateway's first queries plan well.
         await conn.execute(
@@ -362,23 +363,12 @@ async def seed(
         )
         report.hot = [(r["channel"], int(r["members"])) for r in await conn.fetch(_HOT)]
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            status = await conn.copy_from_query(
-                _CREDENTIALS,
-                config.tag,
-                config.domain,
-                config.password,
-                output=str(out),
-                format="csv",
-                header=True,
+            report.credentials = await write_credentials(
+                conn, _CREDENTIALS, out, config.tag, config.domain, config.password
             )
-            report.credentials = _count(status)
         step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
     finally:
-        if not conn.is_closed():
-            await conn.execute(
-                "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in _TEMP_TABLES)
-            )
+        await drop_temp_tables(conn, _TEMP_TABLES)
     return report
 
 

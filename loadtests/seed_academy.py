@@ -39,7 +39,13 @@ from pathlib import Path
 import asyncpg
 import bcrypt
 
-from loadtests.seeding import progress, seed_database
+from loadtests.seeding import (
+    count,
+    drop_temp_tables,
+    progress,
+    seed_database,
+    write_credentials,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "academy_credentials.csv"
@@ -190,11 +196,6 @@ SELECT email, password, user_type, user_id, channels FROM (
 """
 
 
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'INSERT 0 100000' or 'COPY 42'."""
-    return int(status.split()[-1])
-
-
 async def seed(
     conn: asyncpg.Connection,
     config: AcademySeedConfig,
@@ -223,7 +224,7 @@ async def seed(
             await conn.execute("SET LOCAL synchronous_commit = off")
             await conn.execute(_HOSTS, config.sessions)
             await conn.execute(_LEARNERS, config.learners, config.hot_share, config.sessions)
-            users = _count(await conn.execute(_USERS, config.tag, config.domain, password_hash))
+            users = count(await conn.execute(_USERS, config.tag, config.domain, password_hash))
             await conn.execute(_PROFILES)
             await conn.execute(_STREAKS)
             report.hosts, report.learners = config.sessions, config.learners
@@ -235,12 +236,12 @@ async def seed(
                     LEVEL_BASE,
                 )
             )
-            report.lessons = _count(
+            report.lessons = count(
                 await conn.execute(_LESSONS, config.lessons, level, config.gates, config.tag)
             )
             step("lessons", f"{report.lessons:,} lessons from level {level}")
             await conn.execute(_SESSIONS, config.tag)
-            report.registrations = _count(await conn.execute(_REGISTRATIONS))
+            report.registrations = count(await conn.execute(_REGISTRATIONS))
             report.sessions = [
                 SeededSession(r["id"], r["host_id"], int(r["n"]))
                 for r in await conn.fetch(_SESSION_REPORT)
@@ -252,23 +253,12 @@ async def seed(
         )
         step("analyze")
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            status = await conn.copy_from_query(
-                _CREDENTIALS,
-                config.tag,
-                config.domain,
-                config.password,
-                output=str(out),
-                format="csv",
-                header=True,
+            report.credentials = await write_credentials(
+                conn, _CREDENTIALS, out, config.tag, config.domain, config.password
             )
-            report.credentials = _count(status)
         step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
     finally:
-        if not conn.is_closed():
-            await conn.execute(
-                "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in _TEMP_TABLES)
-            )
+        await drop_temp_tables(conn, _TEMP_TABLES)
     return report
 
 

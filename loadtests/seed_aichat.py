@@ -35,7 +35,13 @@ from pathlib import Path
 import asyncpg
 import bcrypt
 
-from loadtests.seeding import progress, seed_database
+from loadtests.seeding import (
+    count,
+    drop_temp_tables,
+    progress,
+    seed_database,
+    write_credentials,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "aichat_credentials.csv"
@@ -181,11 +187,6 @@ SELECT 'lt-' || $1 || '-u' || u.n || '@' || $2 AS email, $3 AS password, 'user' 
 """
 
 
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'INSERT 0 100000' or 'COPY 42'."""
-    return int(status.split()[-1])
-
-
 async def seed(
     conn: asyncpg.Connection,
     config: AichatSeedConfig,
@@ -215,7 +216,7 @@ async def seed(
         async with conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = off")
             await conn.execute(_USER_IDS, config.users)
-            report.users = _count(
+            report.users = count(
                 await conn.execute(_USERS, config.tag, config.domain, password_hash, config.tier)
             )
             step("users", f"{report.users:,} verified {config.tier} users")
@@ -227,7 +228,7 @@ async def seed(
                 await conn.fetchval("SELECT count(*) FROM lt_ai_conversations")
             )
             await conn.execute(_MESSAGE_IDS, history)
-            report.messages = _count(await conn.execute(_MESSAGES, *tokens, config.model))
+            report.messages = count(await conn.execute(_MESSAGES, *tokens, config.model))
             await conn.execute(_TOKEN_USAGE, *tokens, config.model, provider)
             step(
                 "conversations",
@@ -242,23 +243,12 @@ async def seed(
         )
         step("analyze")
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            status = await conn.copy_from_query(
-                _CREDENTIALS,
-                config.tag,
-                config.domain,
-                config.password,
-                output=str(out),
-                format="csv",
-                header=True,
+            report.credentials = await write_credentials(
+                conn, _CREDENTIALS, out, config.tag, config.domain, config.password
             )
-            report.credentials = _count(status)
         step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
     finally:
-        if not conn.is_closed():
-            await conn.execute(
-                "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in _TEMP_TABLES)
-            )
+        await drop_temp_tables(conn, _TEMP_TABLES)
     return report
 
 

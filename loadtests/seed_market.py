@@ -38,7 +38,13 @@ from pathlib import Path
 import asyncpg
 import bcrypt
 
-from loadtests.seeding import progress, seed_database
+from loadtests.seeding import (
+    count,
+    drop_temp_tables,
+    progress,
+    seed_database,
+    write_credentials,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "market_credentials.csv"
@@ -212,11 +218,6 @@ SELECT u.email, $1 AS password, u.role AS user_type, u.id AS user_id,
 """
 
 
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'INSERT 0 100000' or 'COPY 42'."""
-    return int(status.split()[-1])
-
-
 _INSERT_MESSAGES = """
 INSERT INTO market.messages (chat_id, sender_id, type, content)
 SELECT c.id, m.sender, 'text', m.content
@@ -228,7 +229,7 @@ SELECT c.id, m.sender, 'text', m.content
 
 
 async def _insert_messages(conn: asyncpg.Connection) -> int:
-    return _count(await conn.execute(_INSERT_MESSAGES))
+    return count(await conn.execute(_INSERT_MESSAGES))
 
 
 async def seed(
@@ -277,11 +278,11 @@ async def seed(
             await conn.execute(
                 _ORDERS, config.orders, config.buyers, config.sellers, config.couriers, config.tag
             )
-            report.orders = _count(await conn.execute(_ORDER_ITEMS))
+            report.orders = count(await conn.execute(_ORDER_ITEMS))
             await conn.execute(_TRACKING, *ORIGIN)
             step("orders", f"{report.orders:,} in transit with a courier")
             await conn.execute(_CHATS, config.chats, config.sellers)
-            report.chats = _count(await conn.execute(_PARTICIPANTS)) // 2
+            report.chats = count(await conn.execute(_PARTICIPANTS)) // 2
             report.messages = await _insert_messages(conn)
             await conn.execute(_READ_ALL)
             step("chats", f"{report.chats:,} direct chats, {report.messages:,} messages")
@@ -291,17 +292,10 @@ async def seed(
         )
         step("analyze")
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            status = await conn.copy_from_query(
-                _CREDENTIALS, config.password, output=str(out), format="csv", header=True
-            )
-            report.credentials = _count(status)
+            report.credentials = await write_credentials(conn, _CREDENTIALS, out, config.password)
         step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
     finally:
-        if not conn.is_closed():
-            await conn.execute(
-                "DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in _TEMP_TABLES)
-            )
+        await drop_temp_tables(conn, _TEMP_TABLES)
     return report
 
 

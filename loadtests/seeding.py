@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 
@@ -38,3 +39,22 @@ async def seed_database(probe_table: str) -> AsyncIterator[asyncpg.Connection]:
         yield conn
     finally:
         await conn.close()
+
+
+def count(status: str) -> int:
+    """Rows affected, from a command status such as 'INSERT 0 100000' or 'COPY 42'."""
+    return int(status.split()[-1])
+
+
+async def write_credentials(conn: asyncpg.Connection, query: str, out: Path, *args: object) -> int:
+    """COPY the credentials `query` (its parameters `args`) to the CSV file `out`, with a
+    header; returns the rows written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    status = await conn.copy_from_query(query, *args, output=str(out), format="csv", header=True)
+    return count(status)
+
+
+async def drop_temp_tables(conn: asyncpg.Connection, names: Sequence[str]) -> None:
+    """Drop a seeding run's session tables (pg_temp), unless the connection is gone."""
+    if not conn.is_closed():
+        await conn.execute("DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{t}" for t in names))
