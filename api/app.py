@@ -13,6 +13,7 @@ from api.access_log import access_middleware
 from api.cors import cors_middleware
 from api.mount import MOUNTED, mount_core, mount_realm
 from api.routes import dev, docs, health, jobs, metrics, webapp
+from api.url_limit import HANDLER_ARGS, url_limit_middleware
 from kernel.config import Settings
 from kernel.db import create_pool
 from kernel.realms import Realms, enabled_realms
@@ -44,7 +45,8 @@ def create_app(
     # Outermost first: the access log (request id, metrics) sees every answer, CORS's too.
     app = web.Application(
         client_max_size=1024 * 1024,
-        middlewares=[access_middleware, cors_middleware, errors_middleware],
+        handler_args=HANDLER_ARGS,
+        middlewares=[access_middleware, cors_middleware, url_limit_middleware, errors_middleware],
     )
     app[SETTINGS] = settings
     app[REALMS] = realms if realms is not None else enabled_realms()

@@ -53,6 +53,7 @@ _REASONS = {
     404: "Not found",
     409: "Conflict",
     413: "Too large",
+    414: "URL too long",
     429: "Rate limited",
     503: "Unavailable",
 }
@@ -121,6 +122,7 @@ def _operation(
     responses[str(spec.status)] = ok
     automatic = {  # answered by kernel/web (endpoints, errors), whatever the handler declares
         400,
+        414,  # a URL over 8 KiB (api/url_limit.py)
         503,  # an outage of what the request needs (kernel/web/errors.py)
         *((401,) if spec.auth else ()),
         *((413,) if spec.body is not None else ()),

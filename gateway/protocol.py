@@ -7,12 +7,14 @@ handler runs. docs/protocol.md is the prose form of this module.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
+from kernel.conversation import MAX_BIGINT_ID, MessageRef
 from kernel.errors import BadRequest, ErrorCode
 from kernel.messages import Attachment as Attachment
 from kernel.messages import ConversationSummary as ConversationSummary
@@ -45,6 +47,66 @@ Reason = Annotated[str, Meta(max_length=500, pattern=NO_NUL)]
 AttachmentUrl = Annotated[str, Meta(max_length=500, pattern=r"^https?://")]
 UserId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 
+# The spellings of a UUID msgspec itself accepts: 32 hex digits, hyphenated or not.
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}(-?)[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{4}\1[0-9a-f]{12}", re.I)
+_DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
+_NOT_A_REF = f"Expected a message id: a UUID, or an integer from 1 to {MAX_BIGINT_ID}"
+
+
+class MessageId:
+    """A message named by a client frame (`id`, `reply_to`), decoded with the frame: a UUID,
+    or a positive 64-bit integer given as a JSON number or as its decimal string (servers send
+    ids as strings, and a client echoes back what it received); in MessagePack a UUID may also
+    be a 16-byte `bin`. Which kind a channel takes is its namespace's
+    (kernel.conversation.message_id_kind); the session checks it.
+
+    A plain class on purpose: msgspec decodes it through `_decode_custom` (a dataclass or
+    Struct would be read as an object)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: MessageRef) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, MessageId)
+            and type(other.value) is type(self.value)
+            and (other.value == self.value)
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"MessageId({self.value!r})"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def decode(cls, raw: object) -> MessageId:
+        """The reference `raw` (a decoded JSON or MessagePack value) spells; ValueError, which
+        the decoder reports with the field's path, when it spells none."""
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            if 0 < raw <= MAX_BIGINT_ID:
+                return cls(raw)
+        elif isinstance(raw, str):
+            if _DECIMAL.fullmatch(raw) and int(raw) <= MAX_BIGINT_ID:
+                return cls(int(raw))
+            if _UUID_TEXT.fullmatch(raw):
+                return cls(uuid.UUID(raw))
+        elif isinstance(raw, bytes) and len(raw) == 16:
+            return cls(uuid.UUID(bytes=raw))
+        raise ValueError(_NOT_A_REF)
+
+
+def _decode_custom(type_: type, raw: object) -> object:
+    """msgspec's hook for the frame field types it does not know itself."""
+    if type_ is MessageId:
+        return MessageId.decode(raw)
+    raise NotImplementedError(type_)
+
 
 class ClientFrame(Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
     ref: Ref = None
@@ -71,7 +133,7 @@ class Send(ClientFrame, tag="send"):
     channel: ChannelName
     text: MessageText
     type: MessageType = "text"
-    reply_to: uuid.UUID | None = None
+    reply_to: MessageId | None = None
     client_id: ClientId | None = None
     attachment_url: AttachmentUrl | None = None
     attachment: Attachment | None = None
@@ -84,34 +146,34 @@ class Cancel(ClientFrame, tag="cancel"):
     """Stop what the server is streaming as `id` in `channel` (an assistant's reply)."""
 
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
 
 
 class Edit(ClientFrame, tag="edit"):
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
     text: MessageText
 
 
 class Delete(ClientFrame, tag="delete"):
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
     reason: Reason | None = None
 
 
 class Pin(ClientFrame, tag="pin"):
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
 
 
 class Unpin(ClientFrame, tag="unpin"):
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
 
 
 class Flag(ClientFrame, tag="flag"):
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
     reason: Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
     description: Reason | None = None
 
@@ -166,7 +228,7 @@ class RemoveMember(ClientFrame, tag="remove_member"):
 
 class React(ClientFrame, tag="react"):
     channel: ChannelName
-    id: uuid.UUID
+    id: MessageId
     emoji: Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_NUL)]
     remove: bool = False
 
@@ -356,8 +418,8 @@ class _RefProbe(Struct):
     ref: Any = None
 
 
-_json_decoder = msgspec.json.Decoder(AnyClientFrame)
-_msgpack_decoder = msgspec.msgpack.Decoder(AnyClientFrame)
+_json_decoder = msgspec.json.Decoder(AnyClientFrame, dec_hook=_decode_custom)
+_msgpack_decoder = msgspec.msgpack.Decoder(AnyClientFrame, dec_hook=_decode_custom)
 _json_probe = msgspec.json.Decoder(_RefProbe)
 _msgpack_probe = msgspec.msgpack.Decoder(_RefProbe)
 msgpack_encoder = msgspec.msgpack.Encoder()

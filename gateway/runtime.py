@@ -237,6 +237,8 @@ class Gateway:
         else:
             targets = [s for group in self.sessions.values() for s in group]
         if notice.get("kind") == "account":  # deactivated, banned, deleted: no socket stays
+            if "sid" in notice:  # one sign-in session ended: only the sockets it opened
+                targets = [s for s in targets if s.token_session == notice["sid"]]
             reason = notice.get("reason", "account disabled")
             for session in targets:
                 session.kick(CLOSE_ACCOUNT_DISABLED, reason)

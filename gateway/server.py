@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from websockets.typing import Subprotocol
 
 from gateway import protocol as p
 from gateway.fanout import CLOSE_SLOW_CONSUMER, Client
+from gateway.keepalive import Keepalive
 from gateway.ratelimit import FrameBudget
 from gateway.replies import OrderedReplies
 from gateway.runtime import Gateway
@@ -37,6 +39,20 @@ from kernel.revocation import check_not_revoked
 from kernel.tokens import AccessClaims, verify_access_token
 
 log = EventLog("gateway.server")
+# Stands in for every socket's handshake request once it has been read (websockets only
+# checks that there is one): the real one, headers and all, is then freed.
+_HANDSHAKE_DONE = Request("/ws", Headers())
+
+
+def _lighten(ws: ServerConnection) -> None:
+    """Drops what a socket holds only for its handshake, about 4 KiB of each idle socket's
+    memory (docs/benchmarks.md, "Idle sockets and memory"): the request and response with
+    their headers and the URL with its token, and the deque websockets keeps for writers
+    waiting on a full buffer (a list does the same three things, append/iterate/remove,
+    for 56 bytes instead of 624)."""
+    ws.request, ws.response = _HANDSHAKE_DONE, None
+    ws.drain_waiters = []  # type: ignore[assignment]
+
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -61,6 +77,7 @@ class GatewayServer:
         self.settings = gateway.settings
         self._server: Server | None = None
         self._replies: set[OrderedReplies] = set()  # of every open socket
+        self._keepalive = Keepalive(self.settings.gateway_ping_interval_s)
 
     def _process_request(self, _conn: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -111,12 +128,12 @@ class GatewayServer:
             select_subprotocol=self._select_subprotocol,
             compression=None,
             max_size=HARD_MAX_FRAME,
-            ping_interval=s.gateway_ping_interval_s,
-            ping_timeout=s.gateway_ping_interval_s,
+            ping_interval=None,  # one task pings every socket: gateway/keepalive.py
             close_timeout=5,
             reuse_port=reuse_port,
             backlog=4096,
         )
+        self._keepalive.start()
         log.info("listening", host=s.gateway_host, port=s.gateway_port)
 
     @property
@@ -134,6 +151,7 @@ class GatewayServer:
         if pending:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pending), DRAIN_REPLIES_S)
+        await self._keepalive.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -150,19 +168,24 @@ class GatewayServer:
             return
         except ConnectionClosed:
             return
+        finally:
+            _lighten(ws)
         session_id = uuid.uuid4().hex
         client = Client(
             ws.transport,
             ws.protocol,
             binary,
             principal.user_id,
-            on_slow=lambda: self._close_slow(ws),
+            on_slow=functools.partial(self._close_slow, ws),
         )
         session = Session(self.gateway, principal, client, session_id, claims.exp)
+        session.token_session = claims.sid
+        del claims  # the decoded token is not needed for the socket's life
         self.gateway.register(session)
         expiry = _ExpiryWatch(ws, session, self.settings.gateway_refresh_grace_s)
         session.on_refresh.append(expiry.arm)
-        session.kick = lambda code, reason: self._kick(ws, code, reason)
+        session.kick = functools.partial(self._kick, ws)
+        self._keepalive.add(ws)
         try:
             s = self.settings
             session.write(
@@ -170,7 +193,7 @@ class GatewayServer:
                     session_id=session_id,
                     user_id=principal.user_id,
                     realm=principal.realm,
-                    expires_at=claims.exp,
+                    expires_at=session.expires_at,
                     server_time=int(time.time() * 1000),
                     max_frame_bytes=s.gateway_max_frame_bytes,
                     frames_per_second=s.gateway_frames_per_second,
@@ -194,6 +217,7 @@ class GatewayServer:
             log.exception("session_failed", session=session_id, user=principal.user_id)
             await ws.close(CLOSE_INTERNAL, "internal error")
         finally:
+            self._keepalive.discard(ws)
             expiry.cancel()
             self.gateway.unregister(session)
             await session.close()
@@ -235,7 +259,7 @@ class GatewayServer:
             raise Unauthorized("user does not exist")
         if not row["active"]:
             raise Unauthorized("user is not active")
-        await check_not_revoked(self.gateway.pool, realm.name, user_id, claims.iat)
+        await check_not_revoked(self.gateway.pool, realm.name, user_id, claims.iat, claims.sid)
         return Principal(user_id=user_id, realm=realm.name, user_type=row["user_type"])
 
     async def _refuse(self, ws: ServerConnection, binary: bool, exc: SwitchboardError) -> None:
@@ -342,6 +366,8 @@ class GatewayServer:
 
 class _ExpiryWatch:
     """Warns the user stream when the token expires; closes 4002 if no refresh in the grace."""
+
+    __slots__ = ("_grace_s", "_session", "_timer", "_ws")
 
     def __init__(self, ws: ServerConnection, session: Session, grace_s: float) -> None:
         self._ws = ws

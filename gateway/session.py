@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import asyncpg
@@ -22,9 +23,12 @@ from kernel.conversation import (
     ConversationAdmin,
     Draft,
     Membership,
+    MessageRef,
     Namespace,
     Principal,
     StreamControl,
+    checked_ref,
+    message_id_kind,
 )
 from kernel.errors import (
     BadRequest,
@@ -63,6 +67,8 @@ class Session:
         self.client = client
         self.session_id = session_id
         self.expires_at = expires_at
+        # the sign-in session (`sid`) of the token in use: revoking it closes this socket
+        self.token_session: str | None = None
         self.realm = gateway.realms.get(principal.realm)
         self.user_stream = self.realm.user_stream(principal.user_id)
         self.joined: dict[str, Membership] = {}
@@ -113,28 +119,31 @@ class Session:
                 namespace, _ = self._namespace(ch)
                 if not isinstance(namespace, StreamControl):
                     raise BadRequest(f"{namespace.name}: nothing streams in these channels")
-                await namespace.cancel(self.principal, self._member(ch), frame.id)
-                return p.Changed(ref=ref, channel=ch, id=str(frame.id))
+                member = self._member(ch)
+                reply_id = self._ref(ch, frame.id)
+                if not isinstance(reply_id, uuid.UUID):  # streamed replies are named by UUIDs
+                    raise BadRequest(f"replies streamed in {namespace.name} are named by UUIDs")
+                await namespace.cancel(self.principal, member, reply_id)
+                return p.Changed(ref=ref, channel=ch, id=str(reply_id))
             case p.Edit():
-                m = await self._chat(ch).edit(
-                    self.principal, self._member(ch), frame.id, frame.text
-                )
+                chat, member = self._chat(ch), self._member(ch)
+                m = await chat.edit(self.principal, member, self._ref(ch, frame.id), frame.text)
                 return p.Changed(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Delete():
-                m = await self._chat(ch).delete(
-                    self.principal, self._member(ch), frame.id, frame.reason
-                )
+                chat, member = self._chat(ch), self._member(ch)
+                message_id = self._ref(ch, frame.id)
+                m = await chat.delete(self.principal, member, message_id, frame.reason)
                 return p.Changed(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Pin() | p.Unpin():
-                m = await self._chat(ch).pin(
-                    self.principal, self._member(ch), frame.id, isinstance(frame, p.Pin)
-                )
+                chat, member = self._chat(ch), self._member(ch)
+                pinned = isinstance(frame, p.Pin)
+                m = await chat.pin(self.principal, member, self._ref(ch, frame.id), pinned)
                 return p.Changed(ref=ref, channel=ch, id=m.id, seq=m.seq)
             case p.Flag():
-                await self._chat(ch).flag(
-                    self.principal, self._member(ch), frame.id, frame.reason, frame.description
-                )
-                return p.Changed(ref=ref, channel=ch, id=str(frame.id))
+                chat, member = self._chat(ch), self._member(ch)
+                message_id = self._ref(ch, frame.id)
+                await chat.flag(self.principal, member, message_id, frame.reason, frame.description)
+                return p.Changed(ref=ref, channel=ch, id=str(message_id))
             case p.Typing():
                 self._typing(ch)
                 return p.Ok(ref=ref, channel=ch) if ref is not None else None
@@ -161,10 +170,10 @@ class Session:
                 await self._admin(ch).mute(self.principal, self._member(ch), frame.muted)
                 return p.Ok(ref=ref, channel=ch)
             case p.React():
-                await self._admin(ch).react(
-                    self.principal, self._member(ch), frame.id, frame.emoji, frame.remove
-                )
-                return p.Changed(ref=ref, channel=ch, id=str(frame.id))
+                admin, member = self._admin(ch), self._member(ch)
+                message_id = self._ref(ch, frame.id)
+                await admin.react(self.principal, member, message_id, frame.emoji, frame.remove)
+                return p.Changed(ref=ref, channel=ch, id=str(message_id))
         raise BadRequest(f"unsupported op {type(frame).__name__}")  # pragma: no cover
 
     async def _read_notifications(self, frame: p.ReadNotifications) -> p.NotificationsMarked:
@@ -193,6 +202,12 @@ class Session:
     def _namespace(self, channel: str) -> tuple[Namespace, str]:
         namespace, key, _ = self.gateway.namespaces.resolve(channel)
         return namespace, key
+
+    def _ref(self, channel: str, given: p.MessageId) -> MessageRef:
+        """The message a frame names, if it is of the kind `channel`'s namespace keeps its
+        messages by (BadRequest otherwise, before any store sees it)."""
+        namespace, _ = self._namespace(channel)
+        return checked_ref(namespace.name, message_id_kind(namespace), given.value)
 
     def _admin(self, channel: str) -> ConversationAdmin:
         namespace, _ = self._namespace(channel)
@@ -445,12 +460,13 @@ class Session:
             )
         if frame.type == "system" and not membership.privileged:
             raise Forbidden("only the channel's analyst and admins may send system messages")
+        reply_to = self._ref(channel, frame.reply_to) if frame.reply_to is not None else None
         limiter, verdict = self.gateway.chat_limiter, None
         key = channel  # canonical: a live room's budget is apart from its stored room's
         draft = Draft(
             text=frame.text,
             type=frame.type,
-            reply_to=frame.reply_to,
+            reply_to=reply_to,
             client_id=frame.client_id,
             attachment_url=frame.attachment_url,
             attachment=frame.attachment,
@@ -522,6 +538,7 @@ class Session:
         if claims.sub != self.principal.user_id or claims.realm != self.principal.realm:
             raise Unauthorized("refresh token belongs to another user or realm")
         self.expires_at = claims.exp
+        self.token_session = claims.sid
         for callback in self.on_refresh:
             callback()
 

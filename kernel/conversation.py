@@ -12,13 +12,43 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
 import asyncpg
 import msgspec
 
 from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.messages import Attachment, ConversationSummary, MemberState, Message
+
+# A stored message as a client names it (`reply_to`, and `id` in edit, delete, pin, flag,
+# react): a UUID, or a positive 64-bit integer where a realm's messages have BIGINT ids. The
+# session hands a store only the kind its namespace declares (`message_id_kind`).
+MessageRef: TypeAlias = uuid.UUID | int
+MessageIdKind = Literal["uuid", "bigint"]
+MAX_BIGINT_ID = 2**63 - 1
+
+
+def message_id_kind(namespace: object) -> MessageIdKind:
+    """The kind of id `namespace` keeps its messages by: its `message_ids` class attribute
+    ("uuid" or "bigint"), "uuid" when it declares none."""
+    declared = getattr(namespace, "message_ids", "uuid")
+    if declared == "bigint":
+        return "bigint"
+    if declared == "uuid":
+        return "uuid"
+    raise TypeError(f"{namespace!r}: message_ids is 'uuid' or 'bigint', not {declared!r}")
+
+
+def checked_ref(name: str, kind: MessageIdKind, ref: MessageRef) -> MessageRef:
+    """`ref` when it is of `kind`, for the namespace `name`; otherwise BadRequest saying
+    which ids the namespace's channels take (never a database error later)."""
+    if kind == "bigint":
+        if isinstance(ref, int):
+            return ref
+        raise BadRequest(f"message ids in {name} are integers, not UUIDs")
+    if isinstance(ref, uuid.UUID):
+        return ref
+    raise BadRequest(f"message ids in {name} are UUIDs, not integers")
 
 
 class SequenceSource(Protocol):
@@ -78,7 +108,7 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
 
     text: str
     type: str = "text"
-    reply_to: uuid.UUID | None = None
+    reply_to: MessageRef | None = None
     client_id: str | None = None
     attachment_url: str | None = None
     attachment: Attachment | None = None
@@ -97,7 +127,9 @@ class Committed(msgspec.Struct, frozen=True):
 
 
 class ChatStore(Protocol):
-    """Message storage of a chat namespace. Every method authorises against `membership`."""
+    """Message storage of a chat namespace. Every method authorises against `membership`.
+    A message id it is given (`message_id`, `Draft.reply_to`) is of the kind its namespace
+    declares (`message_id_kind`): the session refuses the other kind before calling."""
 
     async def append(self, principal: Principal, membership: Membership, draft: Draft) -> Committed:
         """Store a message, answering once it is committed. Contract: the message's place in
@@ -106,23 +138,23 @@ class ChatStore(Protocol):
         ...
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message: ...
     async def delete(
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message: ...
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message: ...
     async def flag(
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None: ...
@@ -144,7 +176,7 @@ class RefusesMessageChanges:
     refusal: ClassVar[str] = "messages here cannot be changed"
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message:
         raise Forbidden(self.refusal)
 
@@ -152,13 +184,13 @@ class RefusesMessageChanges:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message:
         raise Forbidden(self.refusal)
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         raise Forbidden(self.refusal)
 
@@ -166,7 +198,7 @@ class RefusesMessageChanges:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None:
@@ -215,7 +247,7 @@ class ConversationAdmin(Protocol):
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         emoji: str,
         remove: bool,
     ) -> None: ...

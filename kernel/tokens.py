@@ -1,4 +1,5 @@
-"""Access tokens: HS256 JWTs signed with SWITCHBOARD_SECRET (claims sub, realm, exp, iat, jti).
+"""Access tokens: HS256 JWTs signed with SWITCHBOARD_SECRET (claims sub, realm, exp, iat, jti,
+and `sid`, the realm's sign-in session, only in tokens issued for one).
 
 The API issues them (`sign_access_token`); the gateway and the API verify them
 (`verify_access_token`), which raises Unauthorized or TokenExpired and never returns an
@@ -26,6 +27,10 @@ class AccessClaims(msgspec.Struct, frozen=True):
     iat: int
     jti: str
     typ: str = "access"
+    # The sign-in session the token belongs to (a realm's sessions row), when the realm has
+    # them: revoking that session (kernel/revocation.py) refuses the token and closes its
+    # sockets. Absent from tokens issued without one.
+    sid: str | None = None
 
 
 _ALGORITHM = "HS256"
@@ -36,16 +41,31 @@ _claims_decoder = msgspec.json.Decoder(AccessClaims)
 
 
 def sign_access_token(
-    secret: str, user_id: str, realm: str, ttl_s: int, *, now: float | None = None
+    secret: str,
+    user_id: str,
+    realm: str,
+    ttl_s: int,
+    *,
+    now: float | None = None,
+    session_id: str | None = None,
 ) -> str:
-    """A token for `user_id` in `realm`, valid `ttl_s` seconds from `now` (default: the clock)."""
+    """A token for `user_id` in `realm`, valid `ttl_s` seconds from `now` (default: the clock);
+    with `session_id`, of that sign-in session (the `sid` claim)."""
     if not REALM_NAME.match(realm):
         raise ValueError(f"not a realm name: {realm!r}")
     issued = int(time.time() if now is None else now)
     claims = AccessClaims(
-        sub=str(user_id), realm=realm, exp=issued + ttl_s, iat=issued, jti=uuid.uuid4().hex
+        sub=str(user_id),
+        realm=realm,
+        exp=issued + ttl_s,
+        iat=issued,
+        jti=uuid.uuid4().hex,
+        sid=None if session_id is None else str(session_id),
     )
-    return _JWS.encode(msgspec.json.encode(claims), secret, algorithm=_ALGORITHM)
+    fields = msgspec.structs.asdict(claims)
+    if claims.sid is None:  # tokens without a session stay as they always were
+        del fields["sid"]
+    return _JWS.encode(msgspec.json.encode(fields), secret, algorithm=_ALGORITHM)
 
 
 CLOCK_SKEW_S = 60

@@ -21,6 +21,7 @@ from kernel.realms import Realm
 class ConversationNamespace:
     tracks_presence = True
     auto_join = False
+    message_ids = "uuid"  # gateway.conversation_messages.id, in every realm
 
     def __init__(self, realm: Realm, kind: str, store: ConversationStore) -> None:
         self.realm = realm.name

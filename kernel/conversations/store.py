@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from kernel.conversation import Committed, Draft, Membership, Principal, Publish
+from kernel.conversation import Committed, Draft, Membership, MessageRef, Principal, Publish
 from kernel.conversations.policy import ConversationPolicy
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from kernel.groupcommit import GroupCommit
@@ -565,7 +565,7 @@ class ConversationStore:
     # --- changes to existing messages -----------------------------------------------------------
 
     async def _change(
-        self, membership: Membership, message_id: uuid.UUID, sql: str, *args: Any
+        self, membership: Membership, message_id: MessageRef, sql: str, *args: Any
     ) -> Message:
         row = await self._pool.fetchrow(
             f"WITH m AS ({sql} RETURNING *) SELECT {_COLUMNS} FROM m",
@@ -588,7 +588,7 @@ class ConversationStore:
         return _message(membership.channel, row)
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message:
         message = await self._change(
             membership,
@@ -605,7 +605,7 @@ class ConversationStore:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message:
         moderator = membership.role in ("admin", "staff")
@@ -633,7 +633,7 @@ class ConversationStore:
         return message
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         raise Forbidden("conversations keep no pins")
 
@@ -641,7 +641,7 @@ class ConversationStore:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None:
@@ -651,7 +651,7 @@ class ConversationStore:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         emoji: str,
         remove: bool,
     ) -> None:

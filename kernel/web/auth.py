@@ -58,7 +58,7 @@ async def caller(request: web.Request) -> Caller:
     row = await request.app[POOL].fetchrow(realm.user_lookup_sql, realm.user_id_value(subject))
     if row is None or not row["active"]:
         raise Unauthorized("user does not exist or is not active")
-    await check_not_revoked(request.app[POOL], realm.name, subject, claims.iat)
+    await check_not_revoked(request.app[POOL], realm.name, subject, claims.iat, claims.sid)
     request[CALLER] = who = Caller(subject=subject, realm=realm.name, user_type=row["user_type"])
     return who
 

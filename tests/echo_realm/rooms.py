@@ -1,4 +1,5 @@
-"""`echo.room:<rooms.id>`: members of a room may join; messages live in echo.messages."""
+"""`echo.room:<rooms.id>`: members of a room may join; messages live in echo.messages, named
+by BIGINT ids (a reply names a message of the same room)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ _APPEND = """
 WITH room AS (SELECT id FROM echo.rooms WHERE id = $1 FOR UPDATE),
      dup AS (SELECT id, seq, created_at FROM echo.messages
               WHERE room_id = $1 AND user_id = $2 AND client_id = $4),
-     ins AS (INSERT INTO echo.messages (room_id, seq, user_id, body, client_id)
+     ins AS (INSERT INTO echo.messages (room_id, seq, user_id, body, client_id, reply_to)
              SELECT $1, coalesce((SELECT max(seq) FROM echo.messages WHERE room_id = $1), 0) + 1,
-                    $2, $3, $4
+                    $2, $3, $4, $5
               FROM room WHERE NOT EXISTS (SELECT 1 FROM dup)
              RETURNING id, seq, created_at)
 SELECT id, seq, created_at, false AS duplicate FROM ins
@@ -45,6 +46,7 @@ class EchoRooms(RefusesMessageChanges):
     realm = "echo"
     auto_join = False
     tracks_presence = True
+    message_ids = "bigint"  # echo.messages.id (9003)
 
     def __init__(self, pool: asyncpg.Pool, publish: Publish) -> None:
         self._pool = pool
@@ -101,6 +103,7 @@ class EchoRooms(RefusesMessageChanges):
             text=row["body"],
             type="text",
             created_at=row["created_at"].isoformat(),
+            reply_to=str(row["reply_to"]) if row["reply_to"] is not None else None,
             client_id=row["client_id"],
         )
 
@@ -109,13 +112,16 @@ class EchoRooms(RefusesMessageChanges):
         client_id, attachment_url = draft.client_id, draft.attachment_url
         if draft.attachment is not None or draft.mentions:
             raise BadRequest("this channel takes `attachment_url`, not attachments or mentions")
-        if type_ != "text" or reply_to is not None or attachment_url is not None:
+        if type_ != "text" or attachment_url is not None:
             raise BadRequest(UNSUPPORTED)
         channel = membership.channel
         async with self._order:
-            row = await self._pool.fetchrow(
-                _APPEND, _room(channel), int(principal.user_id), text, client_id
-            )
+            try:
+                row = await self._pool.fetchrow(
+                    _APPEND, _room(channel), int(principal.user_id), text, client_id, reply_to
+                )
+            except asyncpg.ForeignKeyViolationError:
+                raise BadRequest("reply_to is not a message of this room") from None
         if row is None:
             raise NotFound(f"room {_room(channel)} is gone")
         message = Message(
@@ -126,6 +132,7 @@ class EchoRooms(RefusesMessageChanges):
             text=text,
             type="text",
             created_at=row["created_at"].isoformat(),
+            reply_to=str(reply_to) if reply_to is not None else None,
             client_id=client_id,
         )
         payload = json_encoder.encode(message)

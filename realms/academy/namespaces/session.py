@@ -23,6 +23,7 @@ from kernel.conversation import (
     Committed,
     Draft,
     Membership,
+    MessageRef,
     Principal,
     Publish,
     RefusesMessageChanges,
@@ -187,7 +188,7 @@ class SessionChat(RefusesMessageChanges):
         return committed
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         if not membership.privileged:
             raise Forbidden("only the session's host may pin")

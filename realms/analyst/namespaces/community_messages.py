@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from kernel.conversation import Committed, Draft, Membership, Principal, Publish
+from kernel.conversation import Committed, Draft, Membership, MessageRef, Principal, Publish
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
@@ -32,7 +32,7 @@ class _Pending(msgspec.Struct, frozen=True):
     user_id: str
     text: str
     type: str
-    reply_to: uuid.UUID | None
+    reply_to: MessageRef | None
     client_id: str | None
     attachment_url: str | None
 
@@ -218,7 +218,7 @@ class CommunityMessages:
 
     # --- changes to existing messages -----------------------------------------------------------
 
-    async def _explain_miss(self, channel: str, message_id: uuid.UUID) -> asyncpg.Record:
+    async def _explain_miss(self, channel: str, message_id: MessageRef) -> asyncpg.Record:
         row = await self._pool.fetchrow(
             "SELECT user_id, is_deleted FROM analyst.chat_messages"
             " WHERE id = $1 AND channel_id = $2",
@@ -235,7 +235,7 @@ class CommunityMessages:
         await self._publish([(event.channel, 0, json_encoder.encode(event))])
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message:
         channel = membership.channel
         row = await self._pool.fetchrow(
@@ -258,7 +258,7 @@ class CommunityMessages:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message:
         channel = membership.channel
@@ -281,7 +281,7 @@ class CommunityMessages:
         return to_message(channel, row)
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         channel = membership.channel
         if not membership.privileged:
@@ -315,7 +315,7 @@ class CommunityMessages:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None:
