@@ -239,6 +239,11 @@ async def bench(
         report = await seed(
             conn, AichatSeedConfig(users=conversations, conversations=1, history=0), None
         )
+        # The stand-in is no real provider: its ai_providers row's request limits (openai: 500
+        # a minute) would refuse most of the measured sends (realms/aichat/providers/limits.py).
+        await conn.execute(
+            "UPDATE aichat.ai_providers SET requests_per_minute = NULL, requests_per_day = NULL"
+        )
         rows = await conn.fetch(
             "SELECT c.id, c.user_id FROM aichat.conversations c JOIN aichat.users u"
             " ON u.id = c.user_id WHERE u.email LIKE 'lt-' || $1 || '-%' ORDER BY c.id",

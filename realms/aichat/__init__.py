@@ -1,7 +1,8 @@
 """Realm `aichat`: AI SaaS chat (seed 002): accounts with e-mail verification and sessions,
 assistant conversations streamed over the socket (`aichat.conv:<id>`) from an OpenAI- or
 Anthropic-compatible provider (or the labelled offline one), monthly quotas, token usage and
-billing views. docs/realm-aichat.md describes its routes, channels and rules."""
+billing (Stripe webhooks, month-end invoices). docs/realm-aichat.md describes its routes,
+channels and rules."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from kernel.conversation import Namespace, NamespaceContext
+    from kernel.jobs import Job
 
 NOTIFICATION_CATEGORIES = ("quota_warning", "quota_exceeded", "payment_failed", "invoice_issued")
 
@@ -26,9 +28,17 @@ def _routes() -> Sequence[web.RouteTableDef]:
 
 
 def _api_setup(app: web.Application) -> None:
+    from realms.aichat.billing import install_billing
     from realms.aichat.mail import install_mailer
 
     install_mailer(app)
+    install_billing(app)
+
+
+def _jobs() -> Sequence[Job]:
+    from realms.aichat.jobs import JOBS
+
+    return JOBS
 
 
 def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
@@ -54,4 +64,5 @@ REALM = Realm(
     api_setup=_api_setup,
     namespaces=_namespaces,
     notification_categories=NOTIFICATION_CATEGORIES,
+    jobs=_jobs,
 )

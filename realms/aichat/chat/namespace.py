@@ -1,6 +1,7 @@
 """`aichat.conv:<conversations.id>`: the owner of an assistant conversation joins it (on any
-number of sockets); sends are stored by AssistantStore and answered by a streamed reply;
-`cancel` stops a reply wherever it streams (chat/cancels.py)."""
+number of sockets); sends are stored by AssistantStore (within the providers' request limits,
+providers/limits.py) and answered by a streamed reply; `cancel` stops a reply wherever it
+streams (chat/cancels.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from kernel.errors import Forbidden, NotFound
 from realms.aichat.chat.cancels import CancelRelay
 from realms.aichat.chat.store import AssistantStore
 from realms.aichat.chat.streams import ReplyStreams
+from realms.aichat.providers.limits import DeferredLimiter, ProviderLimiter, open_limiter
 from realms.aichat.providers.router import ProviderRouter
 from realms.aichat.settings import AichatSettings, load_aichat_settings
 
@@ -80,11 +82,25 @@ class AssistantNamespace:
 
 
 def build(
-    context: NamespaceContext, settings: AichatSettings | None = None, dsn: str | None = None
+    context: NamespaceContext,
+    settings: AichatSettings | None = None,
+    dsn: str | None = None,
+    limiter: ProviderLimiter | None = None,
 ) -> AssistantNamespace:
     """The namespace of one gateway process; `dsn` (default DATABASE_URL, read on first use)
-    is where its cancel relay LISTENs: the database of `context.pool`."""
+    is where its cancel relay LISTENs: the database of `context.pool`; `limiter` (default: on
+    REDIS_URL, in memory without it, opened on the first send) counts the providers'
+    requests."""
     settings = settings if settings is not None else load_aichat_settings()
+    if limiter is None:
+
+        def from_env() -> ProviderLimiter:
+            core = load_settings()
+            return open_limiter(
+                core.redis_url, cluster=core.redis_cluster, timeout_s=core.gateway_redis_timeout_s
+            )
+
+        limiter = DeferredLimiter(from_env)
     router = ProviderRouter(settings)
     streams = ReplyStreams(context.pool, context.publish, router)
     relay = CancelRelay(
@@ -93,5 +109,5 @@ def build(
         (lambda: dsn) if dsn is not None else (lambda: load_settings().database_url),
         wait_s=settings.cancel_wait_s,
     )
-    store = AssistantStore(context.pool, context.publish, router, streams, relay, settings)
+    store = AssistantStore(context.pool, context.publish, router, streams, relay, settings, limiter)
     return AssistantNamespace(context.pool, store)

@@ -1,7 +1,7 @@
 """The message store of assistant conversations (aichat.messages, seq per conversation):
-a user's send is checked (size, archived, model, provider, quota), committed with its quota
-reservation in one transaction, published, and handed to the reply streams; history, resume
-and soft delete read and write the same rows."""
+a user's send is checked (size, archived, model, provider, quota, the provider's request
+limits), committed with its quota reservation in one transaction, published, and handed to
+the reply streams; history, resume and soft delete read and write the same rows."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import uuid
 
 import asyncpg
 
-from kernel.conversation import Committed, Draft, Membership, Principal, Publish
-from kernel.errors import BadRequest, Forbidden, NotFound, TooLarge
+from kernel.conversation import Committed, Draft, Membership, MessageRef, Principal, Publish
+from kernel.errors import BadRequest, Forbidden, NotFound, RateLimited, TooLarge
 from kernel.logs import EventLog
 from kernel.messages import Event, Message
 from realms.aichat.chat.cancels import CancelRelay
 from realms.aichat.chat.frames import COLUMNS, ChatMessage, chat_message, encode
 from realms.aichat.chat.streams import Job, ReplyStreams
 from realms.aichat.providers.base import ChatRequest, Turn, estimate_tokens
-from realms.aichat.providers.router import ProviderRouter
+from realms.aichat.providers.limits import MemoryProviderLimiter, ProviderLimiter
+from realms.aichat.providers.router import ProviderRouter, Route
 from realms.aichat.settings import AichatSettings
 from realms.aichat.usage import plan_of, reserve_message
 
@@ -69,8 +70,10 @@ class AssistantStore:
         streams: ReplyStreams,
         relay: CancelRelay,
         settings: AichatSettings,
+        limiter: ProviderLimiter | None = None,
     ) -> None:
         self._pool = pool
+        self._limiter = limiter if limiter is not None else MemoryProviderLimiter()
         self._publish = publish
         self._router = router
         self.streams = streams
@@ -132,32 +135,40 @@ class AssistantStore:
     async def _store_prompt(
         self, channel: str, conv: uuid.UUID, user_id: uuid.UUID, draft: Draft, tokens: int
     ) -> tuple[asyncpg.Record, Job]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            conversation = await conn.fetchrow(_CONVERSATION, conv, user_id)
-            if conversation is None:
-                raise NotFound(f"conversation {conv} does not exist")
-            if conversation["is_archived"]:
-                raise Forbidden("this conversation is archived; unarchive it to continue")
-            route = await self._router.route(conn, conversation["model"])
-            plan = await plan_of(conn, user_id)
-            most = plan.max_messages_per_conversation
-            if most is not None and conversation["message_count"] + 2 > most:
-                raise Forbidden(
-                    f"a conversation of the {plan.name} plan holds at most {most} messages;"
-                    " start a new one"
+        taken: tuple[str, str] | None = None  # (provider, token) of a request slot taken
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                conversation = await conn.fetchrow(_CONVERSATION, conv, user_id)
+                if conversation is None:
+                    raise NotFound(f"conversation {conv} does not exist")
+                if conversation["is_archived"]:
+                    raise Forbidden("this conversation is archived; unarchive it to continue")
+                route = await self._router.route(conn, conversation["model"])
+                plan = await plan_of(conn, user_id)
+                most = plan.max_messages_per_conversation
+                if most is not None and conversation["message_count"] + 2 > most:
+                    raise Forbidden(
+                        f"a conversation of the {plan.name} plan holds at most {most} messages;"
+                        " start a new one"
+                    )
+                await reserve_message(conn, user_id, plan)
+                taken = await self._take_request(route)
+                row = await conn.fetchrow(
+                    _INSERT_PROMPT, conv, draft.text, tokens, draft.client_id, user_id
                 )
-            await reserve_message(conn, user_id, plan)
-            row = await conn.fetchrow(
-                _INSERT_PROMPT, conv, draft.text, tokens, draft.client_id, user_id
-            )
-            assert row is not None
-            await conn.execute(
-                "UPDATE aichat.conversations SET message_count = message_count + 1 WHERE id = $1",
-                conv,
-            )
-            history = await conn.fetch(
-                _HISTORY_TURNS, conv, row["seq"], self._settings.history_messages
-            )
+                assert row is not None
+                await conn.execute(
+                    "UPDATE aichat.conversations SET message_count = message_count + 1"
+                    " WHERE id = $1",
+                    conv,
+                )
+                history = await conn.fetch(
+                    _HISTORY_TURNS, conv, row["seq"], self._settings.history_messages
+                )
+        except BaseException:
+            if taken is not None:  # nothing was stored: the provider will not be asked
+                await self._limiter.release(*taken)
+            raise
         system = conversation["system_prompt"]
         turns = [Turn("system", system)] if system else []
         turns += [Turn(r["role"], r["content"]) for r in history]
@@ -177,6 +188,26 @@ class AssistantStore:
         )
         return row, job
 
+    async def _take_request(self, route: Route) -> tuple[str, str] | None:
+        """Count one request to the route's provider against its limits (across gateway
+        processes), or raise RateLimited with the wait: the send is then refused and nothing
+        of it is stored. The offline provider has no limits."""
+        if route.local or route.limits.unlimited:
+            return None
+        name = route.provider_name
+        verdict = await self._limiter.acquire(name, route.limits)
+        if not verdict.allowed:
+            if verdict.which == "day":
+                limit = f"{route.limits.per_day} requests per day (UTC)"
+            else:
+                limit = f"{route.limits.per_minute} requests per minute"
+            raise RateLimited(
+                f"the {name} provider's limit of {limit} is reached; nothing was stored:"
+                f" send again in {verdict.retry_after_ms / 1000:.1f} s",
+                retry_after_ms=verdict.retry_after_ms,
+            )
+        return name, verdict.token
+
     @staticmethod
     def _committed(message: ChatMessage, *, duplicate: bool) -> Committed:
         return Committed(
@@ -193,7 +224,7 @@ class AssistantStore:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message:
         """Soft delete (is_deleted, deleted_at) of a message of the caller's conversation;
@@ -217,12 +248,12 @@ class AssistantStore:
         return message
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message:
         raise Forbidden("messages of assistant conversations cannot be edited")
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         raise Forbidden("messages of assistant conversations cannot be pinned")
 
@@ -230,7 +261,7 @@ class AssistantStore:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None:
@@ -292,3 +323,4 @@ class AssistantStore:
         await self.relay.close()
         await self.streams.close()
         await self._router.close()
+        await self._limiter.close()

@@ -1,5 +1,5 @@
 """Which provider answers a conversation's model: the active `ai_providers` row whose
-`supported_models` lists it (prices, rate limits), the adapter configured for that provider by
+`supported_models` lists it (prices, request limits), the adapter configured for that provider by
 env, or the built-in offline provider when none is; and which providers are cooling down after
 a failure (this process only), so sends meanwhile get `unavailable` with a retry hint."""
 
@@ -15,6 +15,7 @@ import msgspec
 from kernel.errors import BadRequest, Unavailable
 from realms.aichat.providers.anthropic import AnthropicProvider
 from realms.aichat.providers.base import Provider
+from realms.aichat.providers.limits import Limits
 from realms.aichat.providers.local import LocalProvider
 from realms.aichat.providers.openai import OpenAIProvider
 from realms.aichat.settings import AichatSettings
@@ -23,7 +24,8 @@ from realms.aichat.settings import AichatSettings
 CONVERSATION_MODELS = ("gpt-4", "gpt-4o", "gpt-3.5-turbo", "claude-3-opus", "claude-3-sonnet")
 
 _ROUTE = """
-SELECT name, input_token_cost_per_1k, output_token_cost_per_1k, is_available
+SELECT name, input_token_cost_per_1k, output_token_cost_per_1k, is_available,
+       requests_per_minute, requests_per_day
   FROM aichat.ai_providers
  WHERE is_active AND supported_models::jsonb ? $1
  ORDER BY name LIMIT 1
@@ -44,6 +46,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     input_cost_per_1k: Decimal
     output_cost_per_1k: Decimal
     local: bool
+    # The provider's request limits (ai_providers); the offline provider has none.
+    limits: Limits = Limits(None, None)
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         if self.local:  # the offline provider spends nothing
@@ -120,6 +124,7 @@ class ProviderRouter:
             input_cost_per_1k=row["input_token_cost_per_1k"],
             output_cost_per_1k=row["output_token_cost_per_1k"],
             local=isinstance(adapter, LocalProvider),
+            limits=Limits(row["requests_per_minute"], row["requests_per_day"]),
         )
 
     def cool_down(self, provider_name: str, seconds: float | None) -> float:

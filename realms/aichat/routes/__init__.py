@@ -7,5 +7,6 @@ from kernel.web import notification_routes
 from realms.aichat.routes.auth import routes as auth
 from realms.aichat.routes.billing import routes as billing
 from realms.aichat.routes.conversations import routes as conversations
+from realms.aichat.routes.stripe_webhook import routes as stripe_webhook
 
-ROUTE_TABLES = [auth, conversations, billing, notification_routes.routes]
+ROUTE_TABLES = [auth, conversations, billing, stripe_webhook, notification_routes.routes]

@@ -1,7 +1,8 @@
 """/v1/aichat/auth and /v1/aichat/me: sign-up with e-mail verification, login (a `sessions`
-row per device: user agent, IP, expiry), refresh, logout, password reset. Verification and
-reset tokens are single-use, expire, and are stored as their SHA-256 only; so is a session's
-refresh token (sessions.token)."""
+row per device: user agent, IP, expiry; its access tokens carry its id as `sid`), refresh,
+logout of one session, password reset (every session). Verification and reset tokens are
+single-use, expire, and are stored as their SHA-256 only; so is a session's refresh token
+(sessions.token)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from msgspec import Meta, Struct
 
 from kernel.errors import Conflict, Forbidden, NotFound, Unauthorized
 from kernel.passwords import hash_password, password_matches
-from kernel.revocation import revoke_tokens
+from kernel.revocation import revoke_session, revoke_tokens
 from kernel.tokens import sign_access_token
 from kernel.web.auth import caller
 from kernel.web.endpoints import endpoint
@@ -239,10 +240,14 @@ async def resend_verification(request: web.Request, body: EmailBody) -> Accepted
     return Accepted()
 
 
-async def _access(request: web.Request, user_id: uuid.UUID) -> tuple[str, int]:
+async def _access(
+    request: web.Request, user_id: uuid.UUID, session_id: uuid.UUID
+) -> tuple[str, int]:
+    """An access token of the user's sign-in session (its `sid` claim: logout ends it)."""
     settings = request.app[SETTINGS]
     ttl = settings.access_token_ttl_s
-    return sign_access_token(settings.secret, str(user_id), REALM, ttl), ttl
+    token = sign_access_token(settings.secret, str(user_id), REALM, ttl, session_id=str(session_id))
+    return token, ttl
 
 
 @endpoint(
@@ -287,7 +292,7 @@ async def login(request: web.Request, body: LoginBody) -> SessionOut:
             found["id"],
         )
         row = await conn.fetchrow(_USER, found["id"])
-    access, ttl = await _access(request, found["id"])
+    access, ttl = await _access(request, found["id"], session_id)
     return SessionOut(
         access_token=access,
         refresh_token=refresh,
@@ -317,17 +322,17 @@ def _ip(request: web.Request) -> str | None:
     errors=(401,),
 )
 async def refresh(request: web.Request, body: RefreshBody) -> AccessOut:
-    user_id = await request.app[POOL].fetchval(
+    row = await request.app[POOL].fetchrow(
         "UPDATE aichat.sessions s SET last_activity_at = LOCALTIMESTAMP"
         "  FROM aichat.users u"
         " WHERE s.token = $1 AND s.is_active AND s.expires_at > LOCALTIMESTAMP"
         "   AND u.id = s.user_id AND u.is_active"
-        " RETURNING s.user_id",
+        " RETURNING s.user_id, s.id",
         digest(body.refresh_token),
     )
-    if user_id is None:
+    if row is None:
         raise Unauthorized("this session has ended; sign in again")
-    access, ttl = await _access(request, user_id)
+    access, ttl = await _access(request, row["user_id"], row["id"])
     return AccessOut(access_token=access, expires_in=ttl)
 
 
@@ -335,8 +340,8 @@ async def refresh(request: web.Request, body: RefreshBody) -> AccessOut:
     routes,
     "POST",
     "/v1/auth/logout",
-    summary="End a session: its refresh token stops working and access tokens issued so far"
-    " are refused (open sockets close with 4004 within seconds)",
+    summary="End this session: its refresh token and its access tokens stop working, the"
+    " sockets opened with them close (4004); the account's other sessions keep working",
     tag="aichat auth",
     body=RefreshBody,
     status=204,
@@ -344,13 +349,13 @@ async def refresh(request: web.Request, body: RefreshBody) -> AccessOut:
 )
 async def logout(request: web.Request, body: RefreshBody) -> None:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        user_id = await conn.fetchval(
+        ended = await conn.fetchrow(
             "UPDATE aichat.sessions SET is_active = false, last_activity_at = LOCALTIMESTAMP"
-            " WHERE token = $1 AND is_active RETURNING user_id",
+            " WHERE token = $1 AND is_active RETURNING user_id, id",
             digest(body.refresh_token),
         )
-        if user_id is not None:
-            await revoke_tokens(conn, REALM, str(user_id))
+        if ended is not None:
+            await revoke_session(conn, REALM, str(ended["user_id"]), str(ended["id"]))
 
 
 @endpoint(
