@@ -28,6 +28,12 @@ def _routes() -> Sequence[web.RouteTableDef]:
     return ROUTE_TABLES
 
 
+def _api_setup(app: web.Application) -> None:
+    from realms.market.payments.provider import install
+
+    install(app)
+
+
 def _namespaces(context: NamespaceContext) -> Sequence[Namespace]:
     from realms.market.namespaces import build
 
@@ -58,6 +64,7 @@ REALM = Realm(
         " FROM market.users WHERE id = ANY ($1::bigint[])"
     ),
     routes=_routes,
+    api_setup=_api_setup,
     namespaces=_namespaces,
     jobs=_jobs,
     notification_categories=NOTIFICATION_CATEGORIES,

@@ -5,6 +5,7 @@ how a stored row becomes that frame. Shared by the socket namespace and the REST
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -53,6 +54,7 @@ class Prepared:
     media_url: str | None
     metadata: dict[str, Any] | None
     product_id: int | None
+    reply_to: int | None = None
 
 
 def _coordinate(metadata: dict[str, Any], key: str, bound: int) -> float:
@@ -78,8 +80,10 @@ def prepare(draft: Draft) -> Prepared:
     media_url = draft.attachment_url or (draft.attachment.url if draft.attachment else None)
     if draft.attachment is not None:
         metadata = {**(metadata or {}), "attachment": msgspec.to_builtins(draft.attachment)}
-    if draft.reply_to is not None or draft.mentions:
-        raise BadRequest("market chats take no `reply_to` or `mentions` over the socket")
+    if draft.mentions:
+        raise BadRequest("market chats take no `mentions`")
+    if isinstance(draft.reply_to, uuid.UUID):  # the session lets only integers through
+        raise BadRequest("message ids in market.chat are integers, not UUIDs")
     product_id = None
     match draft.type:
         case "text":
@@ -98,7 +102,7 @@ def prepare(draft: Draft) -> Prepared:
             product_id = raw
         case _:
             raise BadRequest(f"market chats keep no {draft.type} messages")
-    return Prepared(draft.type, draft.text, media_url, metadata, product_id)
+    return Prepared(draft.type, draft.text, media_url, metadata, product_id, draft.reply_to)
 
 
 def _money(value: Decimal | None) -> str | None:

@@ -11,6 +11,7 @@ import asyncpg
 
 from kernel.jobs import Clock, Daily, Hourly, Job
 from realms.market import events, money
+from realms.market.payments import refunds
 
 # A pending order nobody confirmed (or paid) for this long is abandoned: cancelled, its stock
 # and flash-sale stock released and its wallet payment refunded.
@@ -150,5 +151,11 @@ JOBS: list[Job] = [
         schedule=Hourly(minute=10),
         run=cancel_abandoned_orders,
         summary="cancel market orders left pending for 24 hours and release their stock",
+    ),
+    Job(
+        name="market_card_refunds",
+        schedule=Hourly(minute=15),
+        run=refunds.refund_card_payments,
+        summary="send Stripe the refunds of cancelled and refunded market card orders",
     ),
 ]

@@ -182,7 +182,7 @@ async def settle_delivered(conn: asyncpg.Connection, order_id: int) -> None:
     """A delivered order: cash is collected (paid), and a paid order's seller is credited
     with the items' value less commission (a `deposit` referencing the order); its
     commissions are paid. Card and bank-transfer orders still pending payment settle when
-    their payment is confirmed (no provider exists yet)."""
+    their payment arrives (mark_paid)."""
     order = await conn.fetchrow(
         "UPDATE market.orders SET payment_status = CASE WHEN payment_method = 'cash'"
         "   AND payment_status = 'pending' THEN 'paid' ELSE payment_status END"
@@ -191,17 +191,43 @@ async def settle_delivered(conn: asyncpg.Connection, order_id: int) -> None:
     )
     if order["paid"] != "paid":
         return
+    await _settle_seller(conn, order_id, order["seller_id"], order["order_number"])
+
+
+async def _settle_seller(
+    conn: asyncpg.Connection, order_id: int, seller_id: int, order_number: str
+) -> None:
+    """Credit the seller of a paid, delivered order with its net (a `deposit`) and mark its
+    commissions paid."""
     net = await _seller_net(conn, order_id)
     if net > 0:
-        wallet = await wallet_of(conn, order["seller_id"])
-        await move(
-            conn, wallet, "deposit", net, ("order", order_id), f"sale {order['order_number']}"
-        )
+        wallet = await wallet_of(conn, seller_id)
+        await move(conn, wallet, "deposit", net, ("order", order_id), f"sale {order_number}")
     await conn.execute(
         "UPDATE market.commissions SET status = 'paid', paid_at = now()"
         " WHERE order_id = $1 AND status = 'pending'",
         order_id,
     )
+
+
+async def mark_paid(conn: asyncpg.Connection, order_id: int) -> bool:
+    """A card or bank-transfer payment of the order arrived (payments.py): a `pending` or
+    `failed` payment becomes `paid`, and an order delivered meanwhile is settled to its
+    seller at once (as settle_delivered would have). False, changing nothing, when the order
+    is not awaiting payment: paid already, refunded, or cancelled / refunded as an order.
+    Run in the caller's transaction; the UPDATE's row lock orders it with status changes."""
+    order = await conn.fetchrow(
+        "UPDATE market.orders SET payment_status = 'paid'"
+        " WHERE id = $1 AND payment_status IN ('pending', 'failed')"
+        "   AND status NOT IN ('cancelled', 'refunded')"
+        " RETURNING status::text AS status, seller_id, order_number",
+        order_id,
+    )
+    if order is None:
+        return False
+    if order["status"] == "delivered":
+        await _settle_seller(conn, order_id, order["seller_id"], order["order_number"])
+    return True
 
 
 async def reverse_refunded(conn: asyncpg.Connection, order_id: int, previous: str) -> None:

@@ -1,12 +1,13 @@
 """`market.chat:<chats.id>`: the seed's chats over the socket. Participants join (support
 staff join any support chat and become its participant); sends are group-committed into
-market.messages (gap-free seq, idempotent client_id) with each type's payload checked; reads
-write message_reads and the read position; every participant's unread count is pushed to
-their `market.user:<id>` stream after each batch and each read."""
+market.messages (gap-free seq, idempotent client_id, replies within the chat) with each type's
+payload checked; authors edit (is_edited) and delete (is_deleted; chat admins too), told to
+the chat as `edited` / `deleted`; reads write message_reads and the read position; every
+participant's unread count is pushed to their `market.user:<id>` stream after each batch and
+each read. Messages are named by their BIGINT ids."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import asyncpg
@@ -16,13 +17,21 @@ from kernel.conversation import (
     Committed,
     Draft,
     Membership,
+    MessageRef,
     Principal,
     Publish,
 )
-from kernel.errors import BadRequest, Forbidden, NotFound
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.groupcommit import GroupCommit
 from kernel.logs import EventLog
-from kernel.messages import ConversationSummary, Event, MemberState, Message, json_encoder
+from kernel.messages import (
+    ConversationSummary,
+    Event,
+    MemberState,
+    Message,
+    edited_event,
+    json_encoder,
+)
 from realms.market import chats, events
 from realms.market.chatmessages import (
     COLUMNS,
@@ -36,7 +45,9 @@ from realms.market.chatmessages import (
 
 log = EventLog("market.chat")
 MAX_ID = 2**63 - 1
-NO_MESSAGE_IDS = "market message ids are integers: edit, delete and react are not on the socket"
+NO_REACTIONS = "market chats keep no reactions (seed 004 has no table for them)"
+# The constraints that refuse a reply to a message of another chat (or to none at all).
+BAD_REPLY = ("messages_reply_in_same_chat", "messages_reply_to_id_fkey")
 
 
 class _Pending(msgspec.Struct, frozen=True):
@@ -65,6 +76,7 @@ class ChatNamespace:
     realm = "market"
     auto_join = False
     tracks_presence = True
+    message_ids = "bigint"  # market.messages.id
 
     def __init__(
         self, pool: asyncpg.Pool, publish: Publish, on_batch: Callable[[int], None] | None
@@ -144,7 +156,7 @@ class ChatNamespace:
             [batch[i].prepared.media_url for i in stored],
             [batch[i].prepared.metadata for i in stored],
             [batch[i].draft.client_id for i in stored],
-            [None for _ in stored],
+            [batch[i].prepared.reply_to for i in stored],
         )
         fresh: list[tuple[str, int, bytes]] = []
         touched: dict[int, str] = {}
@@ -156,6 +168,9 @@ class ChatNamespace:
             status = row["r_status"]
             if status == "not_member":
                 results[i] = Forbidden("only the chat's active participants may send to it")
+                continue
+            if status == "refused" and row["r_detail"] in BAD_REPLY:
+                results[i] = BadRequest("reply_to is not a message of this chat")
                 continue
             if status == "refused":
                 results[i] = BadRequest(f"refused by storage: {row['r_detail']}")
@@ -170,6 +185,7 @@ class ChatNamespace:
                 text=prepared.content or "",
                 type=prepared.type,
                 created_at=row["r_created_at"].isoformat(),
+                reply_to=str(prepared.reply_to) if prepared.reply_to is not None else None,
                 client_id=pending.draft.client_id,
                 media_url=prepared.media_url,
                 metadata=prepared.metadata,
@@ -274,6 +290,10 @@ class ChatNamespace:
             chat_id_of(channel),
             *args,
         )
+        return await self._render(channel, rows)
+
+    async def _render(self, channel: str, rows: list[asyncpg.Record]) -> list[MarketMessage]:
+        """Rows (of COLUMNS) as `msg` frames, product messages with their product's card."""
         ids = [
             pid
             for r in rows
@@ -331,24 +351,92 @@ class ChatNamespace:
         )
         return state.read_seq
 
-    # --- messages by id: not on the socket (market ids are integers, the protocol's UUIDs) ----
+    # --- changes to stored messages ---------------------------------------------------------
+
+    async def _change(
+        self, membership: Membership, refusal: str, sql: str, *args: object
+    ) -> MarketMessage:
+        """Run `sql` (an UPDATE of market.messages m: $1 the message, $2 the chat, returning
+        COLUMNS). When it changes no row: NotFound (not in this chat), Conflict (deleted), or
+        else Forbidden(`refusal`)."""
+        channel = membership.channel
+        try:
+            row = await self._pool.fetchrow(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:  # e.g. a blank text message
+            raise BadRequest(f"refused by storage: {exc.constraint_name or exc}") from None
+        if row is None:
+            state = await self._pool.fetchval(
+                "SELECT is_deleted FROM market.messages WHERE id = $1 AND chat_id = $2",
+                args[0],
+                args[1],
+            )
+            if state is None:
+                raise NotFound(f"message {args[0]} is not in {channel}")
+            if state:
+                raise Conflict("message is deleted")
+            raise Forbidden(refusal)
+        return (await self._render(channel, [row]))[0]
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message:
-        raise BadRequest(NO_MESSAGE_IDS)
+        """The author replaces the text (content) of their message: is_edited, and updated_at
+        (the schema's trigger) as its edited_at; every member hears `edited`."""
+        user = int(principal.user_id)
+        message = await self._change(
+            membership,
+            "only the author may edit a message",
+            "UPDATE market.messages m SET content = $4, is_edited = true"
+            " WHERE m.id = $1 AND m.chat_id = $2 AND m.sender_id = $3 AND NOT m.is_deleted"
+            f" RETURNING {COLUMNS}",
+            message_id,
+            chat_id_of(membership.channel),
+            user,
+            text,
+        )
+        await self._tell([edited_event(message, str(user))])
+        return message
 
     async def delete(
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message:
-        raise BadRequest(NO_MESSAGE_IDS)
+        """Soft delete (the seed's is_deleted; the row and its seq stay, reads show it blank)
+        by its author or an admin of the chat (a group's admins, support staff); every member
+        hears `deleted` (with `reason`, which is not stored: the seed has no column for it)."""
+        user = int(principal.user_id)
+        message = await self._change(
+            membership,
+            "only the author or an admin of the chat may delete a message",
+            "UPDATE market.messages m SET is_deleted = true"
+            " WHERE m.id = $1 AND m.chat_id = $2 AND NOT m.is_deleted"
+            "   AND EXISTS (SELECT 1 FROM market.chat_participants p"
+            "                WHERE p.chat_id = m.chat_id AND p.user_id = $3"
+            "                  AND (m.sender_id = $3 OR p.role = 'admin'))"
+            f" RETURNING {COLUMNS}",
+            message_id,
+            chat_id_of(membership.channel),
+            user,
+        )
+        await self._tell(
+            [
+                Event(
+                    channel=membership.channel,
+                    kind="deleted",
+                    id=message.id,
+                    by=str(user),
+                    reason=reason,
+                    seq=message.seq,
+                )
+            ]
+        )
+        return message
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         raise Forbidden("market chats keep no pins")
 
@@ -356,7 +444,7 @@ class ChatNamespace:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None:
@@ -366,11 +454,11 @@ class ChatNamespace:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         emoji: str,
         remove: bool,
     ) -> None:
-        raise BadRequest(NO_MESSAGE_IDS)
+        raise Forbidden(NO_REACTIONS)
 
     # --- ConversationAdmin --------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class OrderNamespace(RefusesMessageChanges):
     realm = "market"
     auto_join = False
     tracks_presence = False
+    message_ids = "bigint"  # the realm's ids (this channel stores no messages)
 
     def __init__(self, pool: asyncpg.Pool, publish: Publish) -> None:
         self._pool = pool

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from kernel.web import notification_routes
 from realms.market.routes import (
+    addresses,
+    admin_roles,
     auth,
     catalog,
     chats,
@@ -11,9 +13,12 @@ from realms.market.routes import (
     disputes,
     notifications,
     orders,
+    payments,
     promotions,
     returns,
     reviews,
+    settings,
+    social,
     wallets,
 )
 
@@ -21,6 +26,10 @@ ROUTE_TABLES = [
     *(
         module.routes
         for module in (
+            addresses,
+            social,
+            admin_roles,
+            settings,
             auth,
             chats,
             orders,
@@ -32,6 +41,7 @@ ROUTE_TABLES = [
             disputes,
             returns,
             notifications,
+            payments,
         )
     ),
     notification_routes.routes,

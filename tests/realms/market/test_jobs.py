@@ -30,7 +30,7 @@ NOW = datetime.now(UTC)
 
 async def test_jobs_are_declared_by_the_realm() -> None:
     names = {job.name for _, job in enabled_realms({"SWITCHBOARD_REALMS": "market"}).jobs()}
-    assert names == {j.name for j in jobs.JOBS} and len(names) == 7
+    assert names == {j.name for j in jobs.JOBS} and len(names) == 8
 
 
 async def test_stories_expire_after_their_lifetime(world: World) -> None:
