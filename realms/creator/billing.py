@@ -169,6 +169,11 @@ async def _settle(
     return payment
 
 
+# The realm's other payment flows (realms/creator/content.py, subscriptions.py) settle their
+# pending transactions through this same step.
+settle = _settle
+
+
 async def purchase_message(
     pool: asyncpg.Pool,
     processor: PaymentProcessor,
@@ -252,6 +257,89 @@ async def purchase_message(
 
     payment = await _settle(
         pool, processor, transaction_id, method=method, token=token, on_success=unlocked
+    )
+    return payment, True
+
+
+async def buy_stream_access(
+    pool: asyncpg.Pool,
+    processor: PaymentProcessor,
+    *,
+    buyer: uuid.UUID,
+    stream_id: uuid.UUID,
+    method: str,
+    token: str,
+) -> tuple[Payment, bool]:
+    """Buy access to a premium stream (scheduled or live): (payment, charged now). As for a
+    message: one pending/processing/completed `stream_access` payment per viewer and stream
+    (the seed's partial unique index), a completed one returned as it is, a failed one
+    retried; on completion the viewer's stream_access row becomes `paid`, naming it."""
+    async with pool.acquire() as conn, conn.transaction():
+        # FOR SHARE: the price holds (streams.update locks the row) until this is written.
+        stream = await conn.fetchrow(
+            "SELECT s.creator_id, s.status, s.is_premium, s.price, u.currency,"
+            " u.account_status = 'active' AND u.deleted_at IS NULL AS active,"
+            " (SELECT a.access_type FROM creator.stream_access a"
+            "   WHERE a.live_stream_id = s.id AND a.user_id = $2) AS access_type"
+            " FROM creator.live_streams s JOIN creator.users u ON u.id = s.creator_id"
+            " WHERE s.id = $1 FOR SHARE OF s",
+            stream_id,
+            buyer,
+        )
+        if stream is None or not stream["active"]:
+            raise NotFound(f"no stream {stream_id}")
+        if stream["creator_id"] == buyer:
+            raise BadRequest("you cannot buy access to your own stream")
+        if not stream["is_premium"]:
+            raise BadRequest("this stream is free: join it")
+        existing = await conn.fetchrow(
+            f"SELECT {_PAYMENT} FROM creator.transactions"
+            " WHERE live_stream_id = $1 AND user_id = $2 AND transaction_type = 'stream_access'"
+            "   AND status IN ('pending', 'processing', 'completed')",
+            stream_id,
+            buyer,
+        )
+        if existing is not None:
+            payment = Payment(**dict(existing))
+            if payment.status == "completed":
+                return payment, False
+            raise Conflict("a purchase of access to this stream is in progress; retry shortly")
+        if stream["status"] not in ("scheduled", "live"):
+            raise BadRequest(f"the stream is {stream['status']}: access is not sold any more")
+        if stream["access_type"] == "complimentary":
+            raise Conflict("you have complimentary access to this stream already")
+        fee, net = split(stream["price"])
+        transaction_id = await conn.fetchval(
+            "INSERT INTO creator.transactions (user_id, creator_id, transaction_type,"
+            " gross_amount, platform_fee, net_amount, currency, idempotency_key, live_stream_id,"
+            " payment_method) VALUES ($1, $2, 'stream_access', $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            buyer,
+            stream["creator_id"],
+            stream["price"],
+            fee,
+            net,
+            stream["currency"],
+            f"stream_access:{stream_id}:{buyer}:{uuid.uuid4()}",
+            stream_id,
+            method,
+        )
+    if transaction_id is None:  # a concurrent purchase won the one live slot
+        raise Conflict("a purchase of access to this stream is in progress; retry shortly")
+
+    async def granted(conn: asyncpg.Connection, payment: Payment) -> None:
+        await conn.execute(
+            "INSERT INTO creator.stream_access (live_stream_id, user_id, access_type,"
+            " transaction_id) VALUES ($1, $2, 'paid', $3)"
+            " ON CONFLICT (live_stream_id, user_id) DO UPDATE"
+            " SET access_type = 'paid', transaction_id = EXCLUDED.transaction_id",
+            stream_id,
+            buyer,
+            payment.id,
+        )
+
+    payment = await _settle(
+        pool, processor, transaction_id, method=method, token=token, on_success=granted
     )
     return payment, True
 

@@ -19,6 +19,7 @@ from kernel.conversation import (
     ConversationAdmin,
     Draft,
     Membership,
+    MessageRef,
     Principal,
     Publish,
     SequenceSource,
@@ -78,7 +79,7 @@ class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     body: str | None
     attachments: list[dict[str, Any]] | None = None
-    reply_to: uuid.UUID | None = None
+    reply_to: MessageRef | None = None
     client_id: str | None = None
     price: int | None = None
     preview: dict[str, Any] | None = None
@@ -352,7 +353,7 @@ class DirectMessages:
     # --- changes to existing messages ---------------------------------------------------------
 
     async def edit(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, text: str
+        self, principal: Principal, membership: Membership, message_id: MessageRef, text: str
     ) -> Message:
         row = await self._pool.fetchrow(
             f"WITH m AS (UPDATE creator.messages SET body = $4"
@@ -376,7 +377,7 @@ class DirectMessages:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str | None,
     ) -> Message:
         """The author deletes; the `deleted` event reaches every gateway from the database
@@ -398,7 +399,7 @@ class DirectMessages:
             raise Forbidden("only the author may delete a message here (moderators use REST)")
         return render(row, unlocked=False)
 
-    async def _why_unchanged(self, membership: Membership, message_id: uuid.UUID) -> None:
+    async def _why_unchanged(self, membership: Membership, message_id: MessageRef) -> None:
         deleted = await self._pool.fetchval(
             "SELECT is_deleted FROM creator.messages WHERE id = $1 AND conversation_id = $2",
             message_id,
@@ -410,7 +411,7 @@ class DirectMessages:
             raise Conflict("message is deleted")
 
     async def pin(
-        self, principal: Principal, membership: Membership, message_id: uuid.UUID, pinned: bool
+        self, principal: Principal, membership: Membership, message_id: MessageRef, pinned: bool
     ) -> Message:
         raise Forbidden("direct messages keep no pins")
 
@@ -418,7 +419,7 @@ class DirectMessages:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         reason: str,
         description: str | None,
     ) -> None:
@@ -460,7 +461,7 @@ class DirectMessages:
         self,
         principal: Principal,
         membership: Membership,
-        message_id: uuid.UUID,
+        message_id: MessageRef,
         emoji: str,
         remove: bool,
     ) -> None:

@@ -21,6 +21,7 @@ import asyncpg
 
 from kernel.jobs import Clock, Daily, Hourly, Job
 from realms.creator.billing import PLATFORM_FEE_BPS
+from realms.creator.streams import REMINDER_JOBS
 
 RENEW_AHEAD = timedelta(days=1)
 
@@ -130,4 +131,5 @@ JOBS: tuple[Job, ...] = (
         run=apply_retention,
         summary="apply the creator seed's retention policy (archive, purge, scrub)",
     ),
+    *REMINDER_JOBS,
 )

@@ -5,7 +5,8 @@ Who joins: the stream's creator (role `owner`, while scheduled or live) and staf
 `admin`), neither counted as a viewer; anyone else with an active, age-verified account while
 the stream is `live`: any such account on a free stream, on a premium one only with `paid`
 (a stream_access purchase) or `complimentary` stream_access. Chat (`send`, plain text) while
-`chat_enabled`, under the core's rate limits.
+`chat_enabled`, under the core's rate limits. A stream that ends or is cancelled has every
+socket re-authorized and so removed from its room (STREAM_NOTICE, streams.py).
 
 Viewer counts: the core's presence ledger (gateway.live_members, across gateway processes,
 rows of a dead process swept) is the live truth. A join or leave marks the stream dirty in
@@ -49,6 +50,11 @@ NOT_STORED = "creator.live: stream chat is not stored"
 TICK_S = 1.0
 SETTLE_S = 3.0
 NODE_TTL_S = 20.0  # the core's default: a gateway silent this long is dead
+# sb_membership notice {kind, stream_id}: the stream ended or was cancelled (streams.py);
+# every gateway re-authorizes the sockets in its room, which removes them.
+STREAM_NOTICE = "creator_stream"
+# sb_membership notice {kind, stream_id}: chat_enabled changed (trigger, sql 3013).
+CHAT_NOTICE = "creator_stream_chat"
 
 _GATE = """
 SELECT s.status, s.creator_id, s.is_premium, s.chat_enabled,
@@ -96,17 +102,37 @@ class StreamChat(RefusesMessageChanges):
         self._pool = pool
         self._publish = publish
         self._on_close = on_close
+        # Whether each stream's chat is open, read once and kept until the stream's chat
+        # or status changes (CHAT_NOTICE, STREAM_NOTICE): a send then costs no database
+        # round trip, so the sends of one loop iteration reach the room together.
+        self._open: dict[uuid.UUID, bool] = {}
+
+    def forget(self, stream: uuid.UUID) -> None:
+        self._open.pop(stream, None)
+
+    def remember(self, stream: uuid.UUID, is_open: bool) -> None:
+        """What a join just read (every join and every re-authorization refreshes it)."""
+        self._open[stream] = is_open
+
+    async def _chat_open(self, stream: uuid.UUID) -> bool:
+        known = self._open.get(stream)
+        if known is None:
+            known = bool(
+                await self._pool.fetchval(
+                    "SELECT chat_enabled AND status = 'live' FROM creator.live_streams"
+                    " WHERE id = $1",
+                    stream,
+                )
+            )
+            self._open[stream] = known
+        return known
 
     async def append(self, principal: Principal, membership: Membership, draft: Draft) -> Committed:
         if draft.attachment is not None or draft.attachment_url is not None or draft.mentions:
             raise BadRequest("stream chat is plain text")
         if draft.reply_to is not None or draft.type != "text":
             raise BadRequest("stream chat is plain text")
-        enabled = await self._pool.fetchval(
-            "SELECT chat_enabled AND status = 'live' FROM creator.live_streams WHERE id = $1",
-            _stream(membership.channel),
-        )
-        if not enabled:
+        if not await self._chat_open(_stream(membership.channel)):
             raise Forbidden("chat is off in this stream")
         message = LiveMessage(
             channel=membership.channel,
@@ -164,6 +190,7 @@ class LiveStreams:
         row = await self._pool.fetchrow(_GATE, uuid.UUID(key), me)
         if row is None:
             raise NotFound(f"stream {key} does not exist")
+        self._chat.remember(uuid.UUID(key), row["chat_enabled"] and row["status"] == "live")
         owner = str(row["creator_id"])
         if row["creator_id"] == me:
             if row["status"] not in ("scheduled", "live"):
@@ -196,7 +223,12 @@ class LiveStreams:
         return None  # joins of thousands of viewers do not queue on the stream's row
 
     def affected_by(self, notice: dict[str, str], membership: Membership) -> bool:
-        return False
+        stream = _stream(membership.channel)
+        kind = notice.get("kind")
+        if kind not in (STREAM_NOTICE, CHAT_NOTICE) or notice.get("stream_id") != str(stream):
+            return False
+        self._chat.forget(stream)
+        return kind == STREAM_NOTICE  # an ended stream's viewers are re-authorized (removed)
 
     # --- viewer counts ------------------------------------------------------------------------
 

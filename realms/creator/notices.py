@@ -6,12 +6,17 @@ runs in the caller's transaction and is idempotent by its event key.
 * new_message: only to a party with no socket in the conversation on a live gateway, and
   collapsed per unread streak (one event key per recipient and read position), like the
   core's conversation notifications. A premium message's content is never in it.
+* stream_starting: to a creator's live audience (live_audience), when a stream goes live
+  (once per stream) and shortly before a scheduled start (once per start time).
 * premium_message_purchased, tip_received: to the creator. An anonymous tip names nobody.
+* content_approved, content_removed: to the content's creator, once per moderation action.
+* new_subscriber: to the creator, once per subscription (when its first payment completes).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 
@@ -72,6 +77,75 @@ async def new_message(
     )
 
 
+# Who hears of a creator's streams: followers who asked for it (notify_on_live) and fans
+# whose subscription gives access now (has_active_subscription's rule) unless they follow
+# with live notices off. notify() drops inactive accounts.
+_LIVE_AUDIENCE = """
+SELECT f.follower_id AS user_id FROM creator.follows f
+ WHERE f.following_id = $1 AND f.unfollowed_at IS NULL AND f.notify_on_live
+UNION
+SELECT s.subscriber_id FROM creator.subscriptions s
+ WHERE s.creator_id = $1 AND s.status IN ('active', 'cancelled')
+   AND (s.expires_at IS NULL OR s.expires_at > now())
+   AND NOT EXISTS (SELECT 1 FROM creator.follows f
+                    WHERE f.follower_id = s.subscriber_id AND f.following_id = $1
+                      AND f.unfollowed_at IS NULL AND NOT f.notify_on_live)
+"""
+
+
+async def live_audience(conn: asyncpg.Connection, creator_id: uuid.UUID) -> list[uuid.UUID]:
+    return [r["user_id"] for r in await conn.fetch(_LIVE_AUDIENCE, creator_id)]
+
+
+async def stream_starting(
+    conn: asyncpg.Connection,
+    *,
+    stream_id: uuid.UUID,
+    creator_name: str,
+    title: str,
+    recipients: list[uuid.UUID],
+) -> int:
+    """The stream went live: its audience is told once (event key `stream:<id>:live`)."""
+    return await notify(
+        conn,
+        realm=REALM,
+        event_key=f"stream:{stream_id}:live",
+        recipients=recipients,
+        notification_type="stream_starting",
+        title=f"@{creator_name} is live: {title}"[:255],
+        message="Join the stream now",
+        action_url=f"/v1/creator/streams/{stream_id}",
+        related_entity_type="live_stream",
+        related_entity_id=stream_id,
+        priority="high",
+    )
+
+
+async def stream_starting_soon(
+    conn: asyncpg.Connection,
+    *,
+    stream_id: uuid.UUID,
+    scheduled_at: datetime,
+    minutes: int,
+    creator_name: str,
+    title: str,
+    recipients: list[uuid.UUID],
+) -> int:
+    """A scheduled stream starts within minutes: told once per start time."""
+    return await notify(
+        conn,
+        realm=REALM,
+        event_key=f"stream:{stream_id}:soon:{int(scheduled_at.timestamp())}",
+        recipients=recipients,
+        notification_type="stream_starting",
+        title=f"@{creator_name} goes live in {minutes} minutes: {title}"[:255],
+        message="The stream starts soon",
+        action_url=f"/v1/creator/streams/{stream_id}",
+        related_entity_type="live_stream",
+        related_entity_id=stream_id,
+    )
+
+
 async def premium_message_purchased(
     conn: asyncpg.Connection,
     *,
@@ -120,4 +194,54 @@ async def tip_received(
         related_entity_type="tip",
         related_entity_id=tip_id,
         priority="high",
+    )
+
+
+async def new_subscriber(
+    conn: asyncpg.Connection,
+    *,
+    creator_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    subscriber_name: str | None,
+    plan: str,
+) -> int:
+    """The creator's `new_subscriber`, idempotent by the subscription's id."""
+    who = f"@{subscriber_name}" if subscriber_name else "A fan"
+    return await notify(
+        conn,
+        realm=REALM,
+        event_key=f"subscription:{subscription_id}",
+        recipients=[creator_id],
+        notification_type="new_subscriber",
+        title=f"{who} subscribed to you"[:255],
+        message=f"New {plan} subscription",
+        related_entity_type="subscription",
+        related_entity_id=subscription_id,
+    )
+
+
+async def content_moderated(
+    conn: asyncpg.Connection,
+    *,
+    action_id: uuid.UUID,
+    creator_id: uuid.UUID,
+    content_id: uuid.UUID,
+    content_title: str | None,
+    approved: bool,
+    reason: str | None,
+) -> int:
+    """content_approved or content_removed to the content's creator, once per moderation
+    action (its event key)."""
+    what = f'"{content_title}"' if content_title else "Your post"
+    return await notify(
+        conn,
+        realm=REALM,
+        event_key=f"moderation:{action_id}",
+        recipients=[creator_id],
+        notification_type="content_approved" if approved else "content_removed",
+        title=f"{what} was {'approved' if approved else 'removed'}"[:255],
+        message=reason,
+        related_entity_type="content",
+        related_entity_id=content_id,
+        priority="medium" if approved else "high",
     )

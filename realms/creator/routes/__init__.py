@@ -4,6 +4,35 @@ notification routes (inbox, preferences, settings, devices, e-mail links)."""
 from __future__ import annotations
 
 from kernel.web import notification_routes
-from realms.creator.routes import auth, conversations, payments
+from realms.creator.routes import (
+    analytics,
+    auth,
+    content,
+    conversations,
+    moderation,
+    payments,
+    payouts,
+    profiles,
+    reports,
+    social,
+    staff,
+    streams,
+    subscriptions,
+)
 
-ROUTE_TABLES = [auth.routes, conversations.routes, payments.routes, notification_routes.routes]
+ROUTE_TABLES = [
+    auth.routes,
+    conversations.routes,
+    payments.routes,
+    streams.routes,
+    reports.routes,
+    moderation.routes,
+    staff.routes,
+    payouts.routes,
+    analytics.routes,
+    profiles.routes,
+    content.routes,
+    subscriptions.routes,
+    social.routes,
+    notification_routes.routes,
+]

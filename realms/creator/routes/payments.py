@@ -38,7 +38,7 @@ class PurchaseOut(Struct, kw_only=True):
 
 class TipBody(Struct, forbid_unknown_fields=True, kw_only=True):
     creator_id: uuid.UUID
-    amount: Annotated[int, Meta(description="minor units (cents), above zero")]
+    amount: Annotated[int, Meta(gt=0, description="minor units (cents), above zero")]
     message: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"^[^\x00]*$")] | None = None
     is_anonymous: bool = False
     content_id: uuid.UUID | None = None

@@ -65,8 +65,16 @@ async def test_who_may_join_a_stream_and_its_chat(
         "UPDATE creator.live_streams SET chat_enabled = false WHERE id = $1",
         uuid.UUID(free.split(":")[1]),
     )
+    closed = await fan.expect(lambda f: f.get("op") == "event" and f.get("name") == "chat")
+    assert closed["channel"] == free and closed["data"] == {"enabled": False}
     refused = await fan.call("send", channel=free, text="muted")
     assert refused["op"] == "error" and refused["code"] == "forbidden"
+    await db.execute(
+        "UPDATE creator.live_streams SET chat_enabled = true WHERE id = $1",
+        uuid.UUID(free.split(":")[1]),
+    )
+    await fan.expect(lambda f: f.get("op") == "event" and f.get("data") == {"enabled": True})
+    assert (await fan.ok("send", channel=free, text="open again"))["id"]
 
     premium = await make_stream(db, world.creator, price=499)
     assert "premium" in await _refused(fan, premium)
