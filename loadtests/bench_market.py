@@ -142,16 +142,6 @@ async def bench(
         timeout = aiohttp.ClientTimeout(total=None)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-            couriers, watchers = [], []
-            for r in rows:
-                channel = f"market.order:{r['id']}"
-                courier = await _open(http, gateway_url, secret, r["courier_id"])
-                watcher = await _open(http, gateway_url, secret, r["buyer_id"])
-                await _join(courier, channel)
-                await _join(watcher, channel)
-                couriers.append((r["id"], channel, courier))
-                watchers.append((r["id"], watcher))
-            say(f"{len(rows)} couriers and {len(rows)} watchers joined")
 
             async def watch(order_id: int, ws: aiohttp.ClientWebSocketResponse) -> None:
                 async for message in ws:
@@ -187,6 +177,22 @@ async def bench(
                 if answered >= ticks * len(couriers) and counts["delivered"] >= counts["acked"]:
                     settled.set()
 
+            couriers, watchers = [], []
+            readers: list[asyncio.Task[None]] = []
+            for r in rows:
+                channel = f"market.order:{r['id']}"
+                courier = await _open(http, gateway_url, secret, r["courier_id"])
+                watcher = await _open(http, gateway_url, secret, r["buyer_id"])
+                await _join(courier, channel)
+                await _join(watcher, channel)
+                couriers.append((r["id"], channel, courier))
+                watchers.append((r["id"], watcher))
+                # Read each socket from the moment it has joined: the gateway's keepalive
+                # pings every socket, and aiohttp answers a ping only while the socket is read.
+                readers.append(asyncio.create_task(watch(r["id"], watcher)))
+                readers.append(asyncio.create_task(acks(courier)))
+            say(f"{len(rows)} couriers and {len(rows)} watchers joined")
+
             begin = time.perf_counter() + 0.5
 
             async def drive(n: int, order_id: int, channel: str, ws: Any) -> None:
@@ -204,8 +210,6 @@ async def bench(
                     counts["sent"] += 1
                     await ws.send_str(json.dumps(frame))
 
-            readers = [asyncio.create_task(watch(o, ws)) for o, ws in watchers]
-            readers += [asyncio.create_task(acks(ws)) for _, _, ws in couriers]
             before = await conn.fetchrow(_STATS)
             started = time.perf_counter()
             await asyncio.gather(*(drive(n, *c) for n, c in enumerate(couriers)))

@@ -212,5 +212,6 @@ ins AS (
     SELECT $1, $2, o.tracking, $3, $4 FROM o WHERE NOT EXISTS (SELECT 1 FROM upd)
     RETURNING id, status
 )
-SELECT id, status::text AS status FROM upd UNION ALL SELECT id, status::text FROM ins
+SELECT $1::bigint AS order_id, id, status::text AS status FROM upd
+UNION ALL SELECT $1::bigint, id, status::text FROM ins
 """

@@ -114,22 +114,28 @@ class OrderNamespace(RefusesMessageChanges):
         newest: dict[int, _Position] = {}
         for position in batch:
             newest[position.order_id] = position
-        outcome: dict[int, str | Exception] = {}
-        async with self._pool.acquire() as conn:
-            for order_id, p in newest.items():
-                row = await conn.fetchrow(
-                    orders.RECORD_POSITION,
-                    order_id,
-                    p.courier,
-                    Decimal(repr(p.lat)),
-                    Decimal(repr(p.lon)),
-                    orders.TRACK_WINDOW_S,
-                )
-                outcome[order_id] = (
-                    Forbidden("you are not this order's courier, or the order is closed")
-                    if row is None
-                    else str(row["status"])
-                )
+        # One transaction and one pipelined round trip for the batch (asyncpg's fetchmany):
+        # one commit for every order in it, not one per position. An order whose statement
+        # returns no row is closed or not this courier's.
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetchmany(
+                orders.RECORD_POSITION,
+                [
+                    (
+                        order_id,
+                        p.courier,
+                        Decimal(repr(p.lat)),
+                        Decimal(repr(p.lon)),
+                        orders.TRACK_WINDOW_S,
+                    )
+                    for order_id, p in newest.items()
+                ],
+            )
+        stored = {row["order_id"]: str(row["status"]) for row in rows}
+        refused = Forbidden("you are not this order's courier, or the order is closed")
+        outcome: dict[int, str | Exception] = {
+            order_id: stored.get(order_id, refused) for order_id in newest
+        }
         return [outcome[p.order_id] for p in batch]
 
     async def drain(self) -> None:
