@@ -126,11 +126,15 @@ def endpoint(
     errors: tuple[int, ...] = (),
     extra: dict[str, Any] | None = None,
     max_body: int = MAX_BODY,
+    verify: Callable[[web.Request], Awaitable[None]] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """Declare a route. The handler is called as handler(request, body=..., query=...) with
     the decoded Structs (only those declared) and returns a Struct, a list, None, or a Response.
     `extra` is merged into the operation's OpenAPI object (e.g. its `security`). A body
     over `max_body` bytes is refused with 413 (the application's client_max_size caps it).
+    `verify` authenticates a request that carries no user token (a webhook's signature over
+    the raw body): like the token check, it runs before the body is decoded, so an unsigned
+    request is 401 whatever its body.
     """
     spec = Endpoint(
         method, path, summary, tag, body, query, response, status, auth, errors, extra or {}
@@ -143,6 +147,8 @@ def endpoint(
         async def run(request: web.Request) -> web.Response:
             if auth:  # who is calling is settled before the body is even read
                 await caller(request)
+            if verify is not None:
+                await verify(request)
             kwargs: dict[str, Any] = {}
             if any("\x00" in v for v in (*request.match_info.values(), *request.query.values())):
                 raise BadRequest(_NUL_REFUSED)

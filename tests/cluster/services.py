@@ -182,21 +182,33 @@ class RedisClusterServers:
             fields = line.split()
             if "master" not in fields[2] or "fail" in fields[2]:
                 continue
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            node = next(n for n in self.nodes if n.port == port)
+            if node.proc is not None and node.proc.poll() is not None:
+                continue  # killed: the node asked has not yet heard (gossip is not instant)
             for span in fields[8:]:
                 low, _, high = span.partition("-")
                 if low.isdigit() and int(low) <= slot <= int(high or low):
-                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-                    return next(n for n in self.nodes if n.port == port)
+                    return node
         raise LookupError(f"no master serves slot {slot}")
 
-    def replica_of(self, master: ClusterNode) -> ClusterNode:
+    def replica_of(self, master: ClusterNode, timeout: float = 30) -> ClusterNode:
+        """A replica of `master`, once the master lists one: after an earlier failover the
+        demoted node attaches to its new master in its own time."""
         master_id = self.cli(master, "CLUSTER", "MYID").strip()
-        for line in self.cli(master, "CLUSTER", "NODES").splitlines():
-            fields = line.split()
-            if "slave" in fields[2] and fields[3] == master_id:
-                port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
-                return next(n for n in self.nodes if n.port == port)
-        raise LookupError(f"{master.address} has no replica")
+        found: list[ClusterNode] = []
+
+        def listed() -> bool:
+            for line in self.cli(master, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "slave" in fields[2] and "fail" not in fields[2] and fields[3] == master_id:
+                    port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                    found.append(next(n for n in self.nodes if n.port == port))
+                    return True
+            return False
+
+        self._wait(f"a replica of {master.address}", listed, timeout)
+        return found[-1]
 
     def wait_for(self, what: str, test: Callable[[], bool], timeout: float = 30) -> None:
         self._wait(what, test, timeout)

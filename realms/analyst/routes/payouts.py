@@ -162,6 +162,13 @@ async def _account(conn: asyncpg.Connection, analyst_id: uuid.UUID) -> PayoutAcc
 # --- the payouts API's webhook (static path first) -------------------------------------------
 
 
+async def _signed_by_razorpay(request: web.Request) -> None:
+    secret = webhook_secret(request.app[SETTINGS])
+    given = request.headers.get("X-Razorpay-Signature", "")
+    if not given or not signature_matches(webhook_signature(secret, await request.read()), given):
+        raise Unauthorized("X-Razorpay-Signature does not match the body")
+
+
 @endpoint(
     routes,
     "POST",
@@ -172,6 +179,7 @@ async def _account(conn: asyncpg.Connection, analyst_id: uuid.UUID) -> PayoutAcc
     body=PayoutWebhookEvent,
     response=PayoutWebhookOut,
     auth=False,
+    verify=_signed_by_razorpay,
     errors=(401, 503),
 )
 async def payout_webhook(request: web.Request, body: PayoutWebhookEvent) -> PayoutWebhookOut:
@@ -179,10 +187,6 @@ async def payout_webhook(request: web.Request, body: PayoutWebhookEvent) -> Payo
     when the answer to the send was lost. Statuses only move forward (a late 'processing'
     after 'processed' is ignored); a replayed event (X-Razorpay-Event-Id, else event and
     payout id) is a duplicate."""
-    secret = webhook_secret(request.app[SETTINGS])
-    given = request.headers.get("X-Razorpay-Signature", "")
-    if not given or not signature_matches(webhook_signature(secret, await request.read()), given):
-        raise Unauthorized("X-Razorpay-Signature does not match the body")
     if not body.event.startswith("payout.") or body.payload.payout is None:
         return PayoutWebhookOut("ignored")
     entity = body.payload.payout.entity
