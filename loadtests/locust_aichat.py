@@ -25,6 +25,7 @@ failures `reply failed` (the provider's `reply_failed`), `connection lost`.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import random
 import sys
@@ -40,7 +41,7 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused
+from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, add_option
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "aichat_credentials.csv"
 WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
@@ -59,10 +60,7 @@ _decode = msgspec.json.decode
 
 
 def _options(parser: Any) -> None:
-    def option(name: str, default: Any, help_: str, type_: type = str) -> None:
-        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
-        parser.add_argument(name, type=type_, default=default, env_var=env, help=help_)
-
+    option = functools.partial(add_option, parser)
     option("--aichat-gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--aichat-credentials", str(DEFAULT_CREDENTIALS), "CSV from loadtests.seed_aichat")
     option("--aichat-wait-min", 3.0, "seconds between a user's actions, at least", float)

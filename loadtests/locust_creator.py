@@ -35,6 +35,7 @@ event on the fan's socket).
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import random
 import sys
@@ -48,7 +49,7 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, _decode
+from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, _decode, add_option
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "creator_credentials.csv"
 WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
@@ -75,10 +76,7 @@ LIVE_LINES = (
 
 
 def _options(parser: Any) -> None:
-    def option(name: str, default: Any, help_: str, type_: type = str) -> None:
-        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
-        parser.add_argument(name, type=type_, default=default, env_var=env, help=help_)
-
+    option = functools.partial(add_option, parser)
     option("--creator-gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--creator-credentials", str(DEFAULT_CREDENTIALS), "CSV from loadtests.seed_creator")
     option("--creator-fan-weight", 5, "weight of CreatorFan", int)

@@ -32,6 +32,7 @@ Measurements (request type "WS"): loadtests/ws_user.py's `connect`, `join`, `sen
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import random
 import sys
@@ -45,7 +46,14 @@ from locust import FastHttpUser, constant_pacing, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, _decode, _iso_age_ms
+from loadtests.ws_user import (
+    ChatSocket,
+    WebSocketClosed,
+    WsRefused,
+    _decode,
+    _iso_age_ms,
+    add_option,
+)
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "market_credentials.csv"
 WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
@@ -62,10 +70,7 @@ ORIGIN = (41.2995, 69.2401)
 
 
 def _options(parser: Any) -> None:
-    def option(name: str, default: Any, help_: str, type_: type = str) -> None:
-        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
-        parser.add_argument(name, type=type_, default=default, env_var=env, help=help_)
-
+    option = functools.partial(add_option, parser)
     option("--market-gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--market-credentials", str(DEFAULT_CREDENTIALS), "CSV from loadtests.seed_market")
     option("--market-chatter-weight", 5, "weight of MarketChatter", int)

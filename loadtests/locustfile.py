@@ -32,6 +32,7 @@ and failures `connection lost` / `removed from channel`.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import random
 import sys
@@ -45,17 +46,14 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, new_post_token
+from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, add_option, new_post_token
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "credentials.csv"
 WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
 
 
 def _options(parser: Any) -> None:
-    def option(name: str, default: Any, help_: str, type_: type = str) -> None:
-        env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
-        parser.add_argument(name, type=type_, default=default, env_var=env, help=help_)
-
+    option = functools.partial(add_option, parser)
     option("--gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--credentials", str(DEFAULT_CREDENTIALS), "credentials CSV from loadtests.seed")
     option("--chat-weight", 10, "weight of ChatUser", int)

@@ -252,6 +252,13 @@ _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
 
+def add_option(parser: Any, name: str, default: Any, help_: str, type_: type = str) -> None:
+    """A locust command-line option that may also come from LOCUST_<NAME> (every locust
+    module of this folder declares its options with it)."""
+    env = "LOCUST_" + name.lstrip("-").upper().replace("-", "_")
+    parser.add_argument(name, type=type_, default=default, env_var=env, help=help_)
+
+
 def new_post_token() -> str:
     """A token for a post's title; registered in POSTED with the current time."""
     token = os.urandom(6).hex()
