@@ -25,7 +25,8 @@ Custom metrics (request type "WS"): `connect`, `join`, `send (ack)`,
 `send-to-receive (own echo)` (a send until the sender's own copy arrives, matched by
 client_id), `msg received (commit-to-receive)` (sampled, `--ws-recv-sample`),
 `notification new_post` / `notification urgent_post` (post requested until the notification
-frame arrives), `history`, `read`, `presence`, `reconnect`, `resume (join since)`, `refresh`,
+frame arrives; frames replayed on connect, `missed`, count under `notification (missed, on
+connect) …` instead), `history`, `read`, `presence`, `reconnect`, `resume (join since)`, `refresh`,
 and failures `connection lost` / `removed from channel`.
 """
 

@@ -596,9 +596,12 @@ class ChatSocket:
             if posted is not None
             else _iso_age_ms(frame.get("created_at"))
         )
+        # A notification replayed on connect (`missed`: it was created while this user had no
+        # socket) measures how long the user was away, not delivery: it gets its own row.
+        kind = "notification (missed, on connect)" if frame.get("missed") else "notification"
         self.fire(
             request_type="WS",
-            name=f"notification {frame.get('notification_type')}",
+            name=f"{kind} {frame.get('notification_type')}",
             response_time=age or 0.0,
             response_length=length,
             exception=None,
