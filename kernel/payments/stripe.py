@@ -235,13 +235,13 @@ class StripeClient:
         if customer is not None:
             form.append(("customer", customer))
         form += _form("metadata", metadata)
-        body = await self._request("POST", "/v1/payment_intents", form, idempotency_key)
+        body = await self.request("POST", "/v1/payment_intents", form, idempotency_key)
         return msgspec.convert(body, PaymentIntent)
 
     async def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
         """GET /v1/payment_intents/{id}."""
         path = f"/v1/payment_intents/{quote(payment_intent_id, safe='')}"
-        body = await self._request("GET", path)
+        body = await self.request("GET", path)
         return msgspec.convert(body, PaymentIntent)
 
     async def create_refund(
@@ -257,16 +257,20 @@ class StripeClient:
         if amount_minor is not None:
             form.append(("amount", str(amount_minor)))
         form += _form("metadata", metadata)
-        body = await self._request("POST", "/v1/refunds", form, idempotency_key)
+        body = await self.request("POST", "/v1/refunds", form, idempotency_key)
         return msgspec.convert(body, Refund)
 
-    async def _request(
+    async def request(
         self,
         method: str,
         path: str,
         form: list[tuple[str, str]] | None = None,
         idempotency_key: str | None = None,
+        *,
+        params: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
+        """One call to Stripe: `form` is the POST body, `params` the query string (what GET
+        and DELETE carry); the decoded JSON object answered, or one of this module's errors."""
         headers = {"Authorization": f"Bearer {self.settings.api_key}"}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
@@ -275,6 +279,7 @@ class StripeClient:
                 method,
                 self.settings.base_url + path,
                 data=form,
+                params=params,
                 headers=headers,
                 timeout=self._timeout,
             ) as response:

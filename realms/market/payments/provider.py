@@ -1,65 +1,17 @@
-"""The market's Stripe client in the api application: CardPayments under CARD_PAYMENTS, from
-STRIPE_* (kernel/payments/stripe.py), its HTTP session opened and closed with the app.
-Without STRIPE_API_KEY card payments answer 503 `card payments are not configured`."""
+"""The market's Stripe connection in the api application, under CARD_PAYMENTS
+(kernel/payments/connection.py). Without STRIPE_API_KEY card payments answer 503
+`card payments are not configured`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import aiohttp
 from aiohttp import web
 
-from kernel.errors import Unavailable
-from kernel.payments.stripe import StripeClient, StripeSettings
+from kernel.payments.connection import StripeConnection, install_stripe
 
-NOT_CONFIGURED = "card payments are not configured"
-
-
-class CardPayments:
-    """The market's Stripe client and its HTTP session, opened and closed with the api
-    application. Without settings (STRIPE_API_KEY unset) card payments answer 503."""
-
-    def __init__(self, settings: StripeSettings | None) -> None:
-        self.settings = settings
-        self._session: aiohttp.ClientSession | None = None
-        self._client: StripeClient | None = None
-
-    async def open(self) -> None:
-        if self.settings is not None and self._session is None:
-            self._session = aiohttp.ClientSession()
-            self._client = StripeClient(self.settings, self._session)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        self._session, self._client = None, None
-
-    @property
-    def client(self) -> StripeClient:
-        """The open client; Unavailable (503) when card payments are not configured."""
-        if self._client is None:
-            raise Unavailable(NOT_CONFIGURED, details={"reason": "card_payments_off"})
-        return self._client
-
-    def webhook_secret(self) -> str:
-        if self.settings is None or not self.settings.webhook_secret:
-            raise Unavailable(NOT_CONFIGURED, details={"reason": "card_payments_off"})
-        return self.settings.webhook_secret
-
-
-CARD_PAYMENTS = web.AppKey("market_card_payments", CardPayments)
-
-
-async def _card_session(app: web.Application) -> AsyncIterator[None]:
-    payments = app[CARD_PAYMENTS]
-    await payments.open()
-    yield
-    await payments.close()
+CARD_PAYMENTS = web.AppKey("market_card_payments", StripeConnection)
 
 
 def install(app: web.Application) -> None:
     """api_setup: Stripe from the environment (STRIPE_*), unless the application was given
-    its CardPayments already (a test's stand-in)."""
-    if CARD_PAYMENTS not in app:
-        app[CARD_PAYMENTS] = CardPayments(StripeSettings.from_env())
-    app.cleanup_ctx.append(_card_session)
+    its StripeConnection already (a test's stand-in)."""
+    install_stripe(app, CARD_PAYMENTS)

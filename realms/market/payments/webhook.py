@@ -12,10 +12,10 @@ import msgspec
 
 from kernel.errors import BadRequest
 from kernel.logs import EventLog
+from kernel.payments.connection import StripeConnection
 from kernel.payments.stripe import PaymentIntent, minor_units, verify_webhook
 from realms.market import money
 from realms.market.payments import refunds, trail
-from realms.market.payments.provider import CardPayments
 
 log = EventLog("market.payments")
 
@@ -35,7 +35,7 @@ class StripeEvent(msgspec.Struct):
 
 
 async def on_webhook(
-    pool: asyncpg.Pool, payments: CardPayments, payload: bytes, signature: str
+    pool: asyncpg.Pool, payments: StripeConnection, payload: bytes, signature: str
 ) -> EventOutcome:
     """Settle a signed Stripe event: `payment_intent.succeeded` marks a market order paid,
     `payment_intent.payment_failed` marks a pending one failed; other events and intents of

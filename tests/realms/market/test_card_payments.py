@@ -21,10 +21,11 @@ from aiohttp.test_utils import TestClient
 from api.app import create_app
 from kernel.config import load_settings
 from kernel.db import create_pool
+from kernel.payments.connection import StripeConnection
 from kernel.payments.stripe import signature_header
 from kernel.realms import enabled_realms
 from realms.market.payments import card, refunds
-from realms.market.payments.provider import CARD_PAYMENTS, CardPayments
+from realms.market.payments.provider import CARD_PAYMENTS
 from tests.payments.stripe_standin import StripeStandin, running_standin
 from tests.realms.market.conftest import bearer
 from tests.realms.market.test_jobs import FixedClock
@@ -33,7 +34,7 @@ from tests.realms.market.world import D, World
 WEBHOOK = "/v1/market/payments/stripe/webhook"
 
 
-def market_app(dsn: str, secret: str, card: CardPayments) -> Any:
+def market_app(dsn: str, secret: str, card: StripeConnection) -> Any:
     settings = load_settings(
         {"DATABASE_URL": dsn, "SWITCHBOARD_SECRET": secret, "BCRYPT_ROUNDS": "4"}
     )
@@ -53,7 +54,7 @@ async def card_api(
 ) -> AsyncIterator[TestClient]:
     """The market's routes with card payments aimed at the stand-in."""
     client: TestClient = await aiohttp_client(
-        market_app(dsn, secret, CardPayments(standin.settings()))
+        market_app(dsn, secret, StripeConnection(standin.settings()))
     )
     yield client
     await client.close()
@@ -315,7 +316,7 @@ async def test_a_retried_charge_of_one_order_reuses_its_intent(
 async def test_without_stripe_card_checkout_is_503_and_keeps_nothing(
     dsn: str, aiohttp_client: Any, secret: str, world: World, db: asyncpg.Connection
 ) -> None:
-    api: TestClient = await aiohttp_client(market_app(dsn, secret, CardPayments(None)))
+    api: TestClient = await aiohttp_client(market_app(dsn, secret, StripeConnection(None)))
     try:
         m = Market(api, world, secret)
         _, product = await m.shop()
