@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from kernel.payments.stripe import PaymentRequestInvalid, StripeClient
+from kernel.payments.stripe import PaymentRequestInvalid, Refund, StripeClient
 
 # Stripe's largest page of a list.
 MAX_PAGE_SIZE = 100
@@ -296,3 +296,9 @@ class StripeBilling:
             if not page.has_more or not page.data:
                 return invoices
             params = [*base, ("starting_after", page.data[-1].id)]
+
+    async def refund(self, payment_intent: str, *, idempotency_key: str) -> Refund:
+        """POST /v1/refunds of the whole payment `payment_intent` (an invoice's)."""
+        return await self._client.create_refund(
+            payment_intent=payment_intent, idempotency_key=idempotency_key
+        )

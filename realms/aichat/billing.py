@@ -1,17 +1,19 @@
-"""Payments and invoices of aichat subscriptions. Stripe's webhook events become `payments`
-rows (one per PaymentIntent, whatever the number of deliveries), move the invoice and the
-subscription on (past_due after a failure, active again after a payment) and tell the user
-of a failure (`payment_failed`, once per payment); the month-end job issues one `invoices`
-row per subscription and month and tells the user (`invoice_issued`). docs/realm-aichat.md,
-"Payments and invoices", says which event does what."""
+"""Payments and invoices of aichat subscriptions, from Stripe Billing (ADR 0007). Stripe's
+webhook events, and the objects Stripe answers a subscribe or a plan change with, become rows:
+`customer.subscription.*` the subscription (realms/aichat/mirror.py), `invoice.*` one `invoices`
+row per Stripe invoice (the user is told of it once, `invoice_issued`), and payments one
+`payments` row per PaymentIntent, whatever the number of deliveries. A failure moves the
+subscription to past_due and tells the user (`payment_failed`, once per payment); a payment
+moves it back. The month-end job closes the month that ended: every Stripe invoice of it is
+recorded even when its webhook was lost, and subscriptions whose period ended are read again.
+docs/realm-aichat.md, "Payments and invoices", says which event does what."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
@@ -20,34 +22,26 @@ from aiohttp import web
 from kernel.errors import BadRequest
 from kernel.logs import EventLog
 from kernel.notify import notify
-from kernel.payments.stripe import ZERO_DECIMAL, StripeSettings
+from kernel.payments.billing import Invoice, StripeBilling, Subscription
+from kernel.payments.connection import StripeConnection, install_stripe
+from kernel.payments.stripe import ZERO_DECIMAL
 from realms.aichat import REALM
+from realms.aichat.mirror import mirror, stamp
 from realms.aichat.usage import next_month
 
 log = EventLog("realms.aichat.billing")
 
 Outcome = Literal["processed", "duplicate", "ignored"]
-# Days between an invoice's issue (the 1st of the month after the one it bills) and its due date.
-DUE_AFTER_DAYS = 14
-# An invoice issued here waits for Stripe's invoice id under this prefix.
-PENDING_PREFIX = "pending:"
+T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class BillingConfig:
-    """Stripe as the api process sees it: None when STRIPE_API_KEY is unset (webhooks are
-    then refused with 401: no signature can be verified)."""
-
-    stripe: StripeSettings | None
-
-
-AICHAT_BILLING = web.AppKey("aichat_billing", BillingConfig)
+# Stripe for the api process (STRIPE_API_KEY, STRIPE_BASE_URL, STRIPE_WEBHOOK_SECRET); without
+# a key, subscription changes answer 503 and webhooks 401 (no signature can be verified).
+AICHAT_STRIPE = web.AppKey("aichat_stripe", StripeConnection)
 
 
 def install_billing(app: web.Application) -> None:
-    """Read Stripe's settings once (a test may have set AICHAT_BILLING already)."""
-    if AICHAT_BILLING not in app:
-        app[AICHAT_BILLING] = BillingConfig(StripeSettings.from_env())
+    """api_setup: Stripe from the environment, unless a test set AICHAT_STRIPE already."""
+    install_stripe(app, AICHAT_STRIPE)
 
 
 # --- what Stripe sends (only the fields read here) -----------------------------------------
@@ -87,13 +81,27 @@ class StripeEvent(msgspec.Struct):
     data: dict[str, Any]
 
 
-HANDLED = (
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
+# Events whose invoice is recorded; .paid and .payment_failed also record the payment.
+INVOICE_EVENTS = (
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+)
+PAYMENT_EVENTS = (
     "invoice.paid",
     "invoice.payment_failed",
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
     "payment_intent.processing",
 )
+HANDLED = SUBSCRIPTION_EVENTS + INVOICE_EVENTS + PAYMENT_EVENTS
 
 
 def major_units(amount_minor: int, currency: str) -> Decimal:
@@ -127,13 +135,29 @@ ON CONFLICT (stripe_payment_intent_id) DO UPDATE
 RETURNING id, (xmax = 0) AS inserted
 """
 
-# Our invoice that a Stripe event is about: by Stripe's id, or by the number we gave it
-# (metadata invoice_number) while it still waits for Stripe's id.
-_INVOICE = """
-SELECT id, status, stripe_invoice_id FROM aichat.invoices
- WHERE stripe_invoice_id = $1 OR ($2::text IS NOT NULL AND invoice_number = $2)
- ORDER BY (stripe_invoice_id = $1) DESC LIMIT 1 FOR UPDATE
+# One row per Stripe invoice. Paid and void are final; otherwise Stripe's status wins (open,
+# uncollectible, paid). Only a change writes (RETURNING nothing when there was none).
+_UPSERT_INVOICE = """
+INSERT INTO aichat.invoices AS i (user_id, subscription_id, invoice_number, stripe_invoice_id,
+                                  subtotal, tax, total, status, due_date, paid_at, pdf_url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (stripe_invoice_id) DO UPDATE SET
+    status = EXCLUDED.status,
+    paid_at = coalesce(i.paid_at, EXCLUDED.paid_at),
+    pdf_url = coalesce(EXCLUDED.pdf_url, i.pdf_url)
+ WHERE i.status NOT IN ('paid', 'void')
+   AND (i.status <> EXCLUDED.status OR i.pdf_url IS DISTINCT FROM EXCLUDED.pdf_url)
+RETURNING id, (xmax = 0) AS inserted
 """
+
+
+def _convert(event: StripeEvent, kind: type[T]) -> T:
+    try:
+        return msgspec.convert(event.data.get("object"), kind)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(
+            f"event {event.id}: data.object is not a {event.type} object: {exc}"
+        ) from None
 
 
 def _user_of(obj: StripeObject) -> uuid.UUID | None:
@@ -150,13 +174,9 @@ async def record_event(conn: asyncpg.Connection, event: StripeEvent) -> Outcome:
     this realm, and other types, are `ignored`."""
     if event.type not in HANDLED:
         return "ignored"
-    try:
-        obj = msgspec.convert(event.data.get("object"), StripeObject)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(
-            f"event {event.id}: data.object is not a {event.type} object: {exc}"
-        ) from None
-    is_invoice = event.type.startswith("invoice.")
+    if event.type in SUBSCRIPTION_EVENTS:
+        return await _record_subscription(conn, _convert(event, Subscription))
+    obj = _convert(event, StripeObject)
     subscription = await conn.fetchrow(_SUBSCRIPTION, obj.subscription, obj.customer, _user_of(obj))
     user_id = subscription["user_id"] if subscription else _user_of(obj)
     if user_id is None or not await conn.fetchval(
@@ -164,18 +184,17 @@ async def record_event(conn: asyncpg.Connection, event: StripeEvent) -> Outcome:
     ):
         log.info("stripe_event_ignored", reason="no_user", stripe_event=event.id, type=event.type)
         return "ignored"
+    changed = False
+    if event.type in INVOICE_EVENTS:
+        changed |= await _record_invoice_row(
+            conn, _convert(event, Invoice), user_id, subscription["id"] if subscription else None
+        )
+    if event.type not in PAYMENT_EVENTS:
+        return "processed" if changed else "duplicate"
+    is_invoice = event.type.startswith("invoice.")
     succeeded = event.type in ("invoice.paid", "payment_intent.succeeded")
     failed = event.type.endswith("payment_failed")
     status = "succeeded" if succeeded else "failed" if failed else "pending"
-    invoice_ref = obj.id if is_invoice else obj.invoice  # Stripe's invoice id
-    invoice = None
-    if invoice_ref is not None or obj.metadata.get("invoice_number"):
-        invoice = await conn.fetchrow(
-            _INVOICE, invoice_ref or "", obj.metadata.get("invoice_number")
-        )
-    changed = False
-    if invoice is not None:
-        changed |= await _move_invoice(conn, invoice, invoice_ref, succeeded)
     payment_intent = obj.payment_intent if is_invoice else obj.id
     payment: asyncpg.Record | None = None
     if payment_intent is not None:
@@ -186,7 +205,7 @@ async def record_event(conn: asyncpg.Connection, event: StripeEvent) -> Outcome:
             user_id,
             subscription["id"] if subscription else None,
             payment_intent,
-            _stripe_invoice_id(invoice, invoice_ref),
+            obj.id if is_invoice else obj.invoice,
             major_units(minor or 0, currency),
             currency,
             status,
@@ -203,14 +222,62 @@ async def record_event(conn: asyncpg.Connection, event: StripeEvent) -> Outcome:
     return "processed" if changed else "duplicate"
 
 
-def _stripe_invoice_id(invoice: asyncpg.Record | None, ref: str | None) -> str | None:
-    """Stripe's id of the invoice a payment is for: the event's, else what our invoice knows
-    (None while it is still pending)."""
-    if ref is not None:
-        return ref
-    if invoice is not None and not invoice["stripe_invoice_id"].startswith(PENDING_PREFIX):
-        return str(invoice["stripe_invoice_id"])
-    return None
+async def record_invoice(conn: asyncpg.Connection, invoice: Invoice) -> Outcome:
+    """Record an invoice Stripe answered with (a subscribe's first month, a proration) or
+    listed, as its webhook would: the row, and the payment when it is paid."""
+    kind = "invoice.paid" if invoice.status == "paid" else "invoice.finalized"
+    event = StripeEvent(
+        id=f"object:{invoice.id}", type=kind, data={"object": msgspec.to_builtins(invoice)}
+    )
+    return await record_event(conn, event)
+
+
+async def _record_subscription(conn: asyncpg.Connection, sub: Subscription) -> Outcome:
+    state = (
+        "SELECT plan_id, status, current_period_start, current_period_end,"
+        " cancel_at_period_end, cancellation_date, cancellation_reason, trial_ends_at"
+        " FROM aichat.subscriptions WHERE stripe_subscription_id = $1"
+    )
+    before = await conn.fetchrow(state, sub.id)
+    if await mirror(conn, sub) is None:
+        return "ignored"
+    after = await conn.fetchrow(state, sub.id)
+    return "duplicate" if before == after else "processed"
+
+
+async def _record_invoice_row(
+    conn: asyncpg.Connection,
+    invoice: Invoice,
+    user_id: uuid.UUID,
+    subscription_id: uuid.UUID | None,
+) -> bool:
+    """Insert or move the invoice's row; tell the user of a new one. Drafts are not kept
+    (Stripe numbers an invoice when it finalizes it)."""
+    if invoice.status in (None, "draft"):
+        return False
+    currency = invoice.currency.upper()
+    paid_at = stamp(invoice.status_transitions.paid_at if invoice.status_transitions else None)
+    if invoice.status == "paid" and paid_at is None:
+        paid_at = datetime.now(UTC).replace(tzinfo=None)  # Stripe always says; never NULL
+    row = await conn.fetchrow(
+        _UPSERT_INVOICE,
+        user_id,
+        subscription_id,
+        invoice.number or invoice.id,
+        invoice.id,
+        major_units(invoice.subtotal, currency),
+        major_units(invoice.tax or 0, currency),
+        major_units(invoice.total, currency),
+        invoice.status,
+        stamp(invoice.due_date).date() if invoice.due_date else None,  # type: ignore[union-attr]
+        paid_at if invoice.status == "paid" else None,
+        invoice.invoice_pdf,
+    )
+    if row is None:
+        return False
+    if row["inserted"]:
+        await _notify_issued(conn, user_id, row["id"], invoice)
+    return True
 
 
 def _metadata(event: StripeEvent, obj: StripeObject) -> dict[str, Any]:
@@ -219,27 +286,6 @@ def _metadata(event: StripeEvent, obj: StripeObject) -> dict[str, Any]:
         out["failure_code"] = obj.last_payment_error.decline_code or obj.last_payment_error.code
         out["failure_message"] = obj.last_payment_error.message
     return out
-
-
-async def _move_invoice(
-    conn: asyncpg.Connection, invoice: asyncpg.Record, stripe_id: str | None, paid: bool
-) -> bool:
-    """Learn Stripe's id of an invoice issued here; mark it paid on payment."""
-    status = await conn.execute(
-        "UPDATE aichat.invoices SET"
-        "  stripe_invoice_id = CASE WHEN $2::text IS NOT NULL"
-        "       AND stripe_invoice_id LIKE 'pending:%' THEN $2 ELSE stripe_invoice_id END,"
-        "  status = CASE WHEN $3 AND status IN ('draft', 'open', 'uncollectible')"
-        "                THEN 'paid' ELSE status END,"
-        "  paid_at = CASE WHEN $3 AND status IN ('draft', 'open', 'uncollectible')"
-        "                 THEN LOCALTIMESTAMP ELSE paid_at END"
-        " WHERE id = $1 AND ((($2::text IS NOT NULL AND stripe_invoice_id LIKE 'pending:%'))"
-        "       OR ($3 AND status IN ('draft', 'open', 'uncollectible')))",
-        invoice["id"],
-        stripe_id,
-        paid,
-    )
-    return bool(status != "UPDATE 0")
 
 
 async def _move_subscription(
@@ -287,73 +333,86 @@ async def _notify_failed(
     )
 
 
-# --- month-end invoices --------------------------------------------------------------------
+async def _notify_issued(
+    conn: asyncpg.Connection, user_id: uuid.UUID, invoice_id: uuid.UUID, invoice: Invoice
+) -> None:
+    currency = invoice.currency.upper()
+    total = major_units(invoice.total, currency)
+    plan = await conn.fetchval(
+        "SELECT p.name FROM aichat.subscriptions s JOIN aichat.plans p ON p.id = s.plan_id"
+        " WHERE s.stripe_subscription_id = $1",
+        invoice.subscription,
+    )
+    period = stamp(invoice.period_start or invoice.created)
+    when = f" for {period:%B %Y}" if period else ""
+    state = {
+        "paid": "credited to your balance" if invoice.total < 0 else "paid with your card",
+        "open": "due now: we will charge your card",
+        "void": "voided",
+        "uncollectible": "not collected",
+    }.get(invoice.status or "", invoice.status or "")
+    await notify(
+        conn,
+        realm=REALM,
+        event_key=f"invoice:{invoice_id}:issued",
+        recipients=[user_id],
+        notification_type="invoice_issued",
+        title=f"Your invoice{when}",
+        message=(
+            f"Invoice {invoice.number or invoice.id}: {total} {currency}"
+            + (f" for the {plan} plan" if plan else "")
+            + f", {state}."
+        ),
+        action_url="/v1/aichat/invoices",
+        related_entity_type="invoice",
+        related_entity_id=invoice_id,
+        priority="medium",
+    )
 
-# One invoice per subscription that was billable in the month (active or past_due, its period
-# overlapping the month, a paid plan), numbered after the month and the subscription: a second
-# run for the same month inserts nothing.
-_ISSUE = """
-INSERT INTO aichat.invoices (user_id, subscription_id, invoice_number, stripe_invoice_id,
-                             subtotal, tax, total, status, due_date)
-SELECT s.user_id, s.id, n.number, 'pending:' || n.number, p.monthly_price, 0, p.monthly_price,
-       'open', $3::date
-  FROM aichat.subscriptions s
-  JOIN aichat.plans p ON p.id = s.plan_id
- CROSS JOIN LATERAL (SELECT 'AIC-' || to_char($1::date, 'YYYYMM') || '-'
-                            || upper(replace(s.id::text, '-', '')) AS number) n
- WHERE s.status IN ('active', 'past_due')
-   AND p.monthly_price > 0
-   AND s.current_period_start < $2::date
-   AND s.current_period_end > $1::date
-ON CONFLICT (invoice_number) DO NOTHING
-RETURNING id, user_id, invoice_number, total, due_date,
-          (SELECT name FROM aichat.plans WHERE id = (
-               SELECT plan_id FROM aichat.subscriptions WHERE id = subscription_id)) AS plan
+
+# --- the month's close -----------------------------------------------------------------------
+
+# Subscriptions that may have invoices in the month: live ones, and those that ended in it.
+_BILLABLE = """
+SELECT id, stripe_subscription_id, status, current_period_end FROM aichat.subscriptions
+ WHERE status <> 'canceled' OR updated_at >= $1::date
+ ORDER BY id
 """
 
-_MONTH_USAGE = """
-SELECT user_id, sum(total_tokens)::bigint AS tokens, count(*) AS replies
-  FROM aichat.token_usage WHERE billing_month = $1 AND user_id = ANY ($2::uuid[])
- GROUP BY user_id
-"""
 
-
-async def issue_invoices(conn: asyncpg.Connection, month: date) -> int:
-    """Issue the invoices of `month` (its first day) in the caller's transaction, and tell
-    each user of theirs; returns how many were issued now (0 when run again)."""
+async def close_month(
+    conn: asyncpg.Connection, billing: StripeBilling, month: date, *, now: datetime
+) -> int:
+    """Make sure every Stripe invoice created in `month` (its first day) is recorded, and that
+    subscriptions whose period ended before `now` (UTC) are as Stripe has them (a renewal or
+    an end whose webhook was lost). In the caller's transaction; running it again changes
+    nothing. Returns how many invoices were missing or out of date."""
     month = month.replace(day=1)
-    end = next_month(month)
-    due = end + timedelta(days=DUE_AFTER_DAYS)
-    issued = await conn.fetch(_ISSUE, month, end, due)
-    if not issued:
-        return 0
-    usage = {
-        r["user_id"]: r
-        for r in await conn.fetch(_MONTH_USAGE, month, [r["user_id"] for r in issued])
-    }
-    for invoice in issued:
-        used = usage.get(invoice["user_id"])
-        spent = (
-            f" In {month:%B %Y} you used {used['tokens']:,} tokens in {used['replies']:,}"
-            " replies, included in the plan."
-            if used
-            else ""
-        )
-        await notify(
-            conn,
-            realm=REALM,
-            event_key=f"invoice:{invoice['id']}:issued",
-            recipients=[invoice["user_id"]],
-            notification_type="invoice_issued",
-            title=f"Your invoice for {month:%B %Y}",
-            message=(
-                f"Invoice {invoice['invoice_number']}: {invoice['total']} USD for the"
-                f" {invoice['plan']} plan, due on {invoice['due_date']:%d %B %Y}.{spent}"
-            ),
-            action_url="/v1/aichat/invoices",
-            related_entity_type="invoice",
-            related_entity_id=invoice["id"],
-            priority="medium",
-        )
-    log.info("invoices_issued", month=f"{month:%Y-%m}", count=len(issued))
-    return len(issued)
+    start = int(datetime(month.year, month.month, 1, tzinfo=UTC).timestamp())
+    end_month = next_month(month)
+    end = int(datetime(end_month.year, end_month.month, 1, tzinfo=UTC).timestamp())
+    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    corrected = 0
+    for row in await conn.fetch(_BILLABLE, month):
+        stripe_id = row["stripe_subscription_id"]
+        if row["status"] != "canceled" and row["current_period_end"] <= naive_now:
+            await _record_subscription(conn, await billing.retrieve_subscription(stripe_id))
+        for invoice in await billing.list_invoices(subscription=stripe_id, created_gte=start):
+            if invoice.created is not None and invoice.created >= end:
+                continue  # the next month's: its own close
+            if await record_invoice(conn, invoice) == "processed":
+                corrected += 1
+    log.info("month_closed", month=f"{month:%Y-%m}", corrected=corrected)
+    return corrected
+
+
+async def with_current_subscription(event: StripeEvent, billing: StripeBilling) -> StripeEvent:
+    """A customer.subscription.* event carrying the subscription as Stripe has it now, not
+    the copy made when the event was: events come late and out of order, and nothing in the
+    copy says which is newer (Stripe's advice: fetch the object)."""
+    obj = event.data.get("object")
+    subscription_id = obj.get("id") if isinstance(obj, dict) else None
+    if event.type not in SUBSCRIPTION_EVENTS or not isinstance(subscription_id, str):
+        return event
+    current = await billing.retrieve_subscription(subscription_id)
+    return StripeEvent(event.id, event.type, {"object": msgspec.to_builtins(current)})

@@ -1,6 +1,6 @@
 """/v1/aichat plans, subscription, usage, invoices and payments: read views of the seed's
-billing tables for the caller (payments and invoices are written by the billing provider's
-webhooks and the month-end job, not by users)."""
+billing tables for the caller (the subscription is changed by routes/subscription.py; payments
+and invoices are written from Stripe's answers, its webhooks and the month-end job)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+import asyncpg
 from aiohttp import web
 from msgspec import Meta, Struct
 
@@ -42,6 +43,7 @@ class SubscriptionOut(Struct):
     current_period_end: datetime
     cancel_at_period_end: bool
     cancellation_date: datetime | None
+    cancellation_reason: str | None
     trial_ends_at: datetime | None
 
 
@@ -133,10 +135,15 @@ async def plans(request: web.Request) -> list[PlanOut]:
 )
 async def subscription(request: web.Request) -> SubscriptionOut:
     who = await caller(request)
-    r = await request.app[POOL].fetchrow(
+    return await subscription_of(request.app[POOL], who.user_id)
+
+
+async def subscription_of(pool: asyncpg.Pool, user_id: uuid.UUID) -> SubscriptionOut:
+    """The user's subscription row as the API shows it; NotFound when there is none."""
+    r = await pool.fetchrow(
         "SELECT s.*, p.name AS plan FROM aichat.subscriptions s"
         " JOIN aichat.plans p ON p.id = s.plan_id WHERE s.user_id = $1",
-        who.user_id,
+        user_id,
     )
     if r is None:
         raise NotFound("no subscription: the account is on its plan tier's free terms")
@@ -146,6 +153,7 @@ async def subscription(request: web.Request) -> SubscriptionOut:
         status=r["status"],
         current_period_start=r["current_period_start"],
         current_period_end=r["current_period_end"],
+        cancellation_reason=r["cancellation_reason"],
         cancel_at_period_end=r["cancel_at_period_end"],
         cancellation_date=r["cancellation_date"],
         trial_ends_at=r["trial_ends_at"],

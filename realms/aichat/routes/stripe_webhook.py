@@ -1,6 +1,7 @@
-"""POST /v1/aichat/billing/stripe/webhook: Stripe's events about aichat payments and invoices,
-verified by their Stripe-Signature (no user token), each applied once (realms/aichat/billing.py).
-The raw body is verified before anything of it is parsed, as Stripe asks."""
+"""POST /v1/aichat/billing/stripe/webhook: Stripe's events about aichat subscriptions, invoices
+and payments, verified by their Stripe-Signature (no user token), each applied once
+(realms/aichat/billing.py). The raw body is verified before anything of it is parsed, as
+Stripe asks."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ from aiohttp import web
 from msgspec import Struct
 
 from kernel.errors import BadRequest, TooLarge, Unauthorized
+from kernel.payments.billing import StripeBilling
 from kernel.payments.stripe import verify_webhook
 from kernel.web.endpoints import MAX_BODY, endpoint
 from kernel.web.keys import POOL
-from realms.aichat.billing import AICHAT_BILLING, StripeEvent, record_event
+from realms.aichat.billing import (
+    AICHAT_STRIPE,
+    StripeEvent,
+    record_event,
+    with_current_subscription,
+)
 
 routes = web.RouteTableDef()
 _TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
@@ -53,16 +60,16 @@ class WebhookOut(Struct):
     routes,
     "POST",
     "/v1/billing/stripe/webhook",
-    summary="Stripe webhook (signed with Stripe-Signature): invoice.paid,"
-    " invoice.payment_failed and payment_intent.* events record payments once each",
+    summary="Stripe webhook (signed with Stripe-Signature): customer.subscription.*, invoice.*"
+    " and payment_intent.* events update subscriptions, invoices and payments, once each",
     tag="aichat billing",
     response=WebhookOut,
     auth=False,
-    errors=(400, 401, 413),
+    errors=(400, 401, 413, 503),
     extra=EVENT_BODY,
 )
 async def stripe_webhook(request: web.Request) -> WebhookOut:
-    stripe = request.app[AICHAT_BILLING].stripe
+    stripe = request.app[AICHAT_STRIPE].settings
     if stripe is None or not stripe.webhook_secret:
         # Nothing to verify a signature with: no delivery can be authentic (Stripe retries).
         raise Unauthorized(
@@ -81,5 +88,7 @@ async def stripe_webhook(request: web.Request) -> WebhookOut:
         event = _event.decode(raw)
     except msgspec.DecodeError as exc:  # ValidationError is one
         raise BadRequest(f"invalid Stripe event: {exc}") from None
+    # Read outside the transaction: a Stripe outage is a 503, and Stripe delivers again.
+    event = await with_current_subscription(event, StripeBilling(request.app[AICHAT_STRIPE].client))
     async with request.app[POOL].acquire() as conn, conn.transaction():
         return WebhookOut(await record_event(conn, event))
