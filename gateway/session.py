@@ -40,6 +40,7 @@ from kernel.errors import (
     Unavailable,
 )
 from kernel.logs import EventLog
+from kernel.revocation import check_not_revoked
 from kernel.tokens import verify_access_token
 
 log = EventLog("gateway.session")
@@ -90,7 +91,7 @@ class Session:
             case p.Ping():
                 return p.Pong(ref=ref, server_time=int(time.time() * 1000))
             case p.Refresh():
-                self.refresh(frame.token)
+                await self.refresh(frame.token)
                 return p.Refreshed(ref=ref, expires_at=self.expires_at)
             case p.Auth():
                 raise BadRequest("already authenticated; use `refresh` to present a new token")
@@ -529,14 +530,19 @@ class Session:
 
     # --- token --------------------------------------------------------------------------------
 
-    def refresh(self, token: str) -> None:
-        """Accept a fresh token for the same user and realm; the socket layer re-arms expiry."""
+    async def refresh(self, token: str) -> None:
+        """Accept a fresh token for the same user and realm, unless it was revoked (its
+        sign-in session ended, or the user's tokens were revoked after it was issued); the
+        socket layer re-arms expiry."""
         settings = self.gateway.settings
         claims = verify_access_token(
             settings.secret, token, max_ttl_s=settings.access_token_max_ttl_s
         )
         if claims.sub != self.principal.user_id or claims.realm != self.principal.realm:
             raise Unauthorized("refresh token belongs to another user or realm")
+        await check_not_revoked(
+            self.gateway.pool, claims.realm, self.principal.user_id, claims.iat, claims.sid
+        )
         self.expires_at = claims.exp
         self.token_session = claims.sid
         for callback in self.on_refresh:

@@ -108,6 +108,11 @@ async def test_logout_closes_only_the_sockets_of_its_session(
     refused = await again.expect("error")
     assert refused["code"] == "unauthorized" and "session has ended" in refused["message"]
     await again.closed()
+    # ... and a socket of another session cannot take one over with `refresh`
+    reply = await on_phone.call("refresh", token=laptop["access_token"])
+    assert reply["op"] == "error" and reply["code"] == "unauthorized", reply
+    assert "session has ended" in reply["message"]
+    assert (await on_phone.call("ping"))["op"] == "pong"
 
     rows = await conn.fetch(
         "SELECT user_agent, is_active FROM aichat.sessions WHERE user_id = $1 ORDER BY user_agent",
