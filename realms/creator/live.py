@@ -76,6 +76,12 @@ SELECT user_id FROM creator.stream_access
  WHERE live_stream_id = $1 AND last_joined_at IS NOT NULL
    AND (last_left_at IS NULL OR last_left_at < last_joined_at)
 """
+_RECORD_JOINS = """
+SELECT count(creator.record_stream_join($1, u)) FROM unnest($2::uuid[]) AS u
+"""
+_RECORD_LEAVES = """
+SELECT count(creator.record_stream_leave($1, u)) FROM unnest($2::uuid[]) AS u
+"""
 _WRITE_COUNT = """
 UPDATE creator.live_streams SET current_viewers = $2
  WHERE id = $1 AND status = 'live' AND current_viewers IS DISTINCT FROM $2
@@ -254,11 +260,14 @@ class LiveStreams:
             status = await conn.fetchval(
                 "SELECT status FROM creator.live_streams WHERE id = $1", stream_id
             )
-            if status == "live":
-                for user in sorted(viewers - watching):
-                    await conn.execute("SELECT creator.record_stream_join($1, $2)", stream_id, user)
-            for user in sorted(watching - viewers):
-                await conn.execute("SELECT creator.record_stream_leave($1, $2)", stream_id, user)
+            # One round trip per direction however many came or went (a wave of 500 closes
+            # was 500 statements).
+            joined = sorted(viewers - watching) if status == "live" else []
+            if joined:
+                await conn.execute(_RECORD_JOINS, stream_id, joined)
+            left = sorted(watching - viewers)
+            if left:
+                await conn.execute(_RECORD_LEAVES, stream_id, left)
             row = await conn.fetchrow(_WRITE_COUNT, stream_id, len(viewers))
         if row is None:
             return None
