@@ -15,10 +15,12 @@ from realms.market.routes import (
     orders,
     payments,
     promotions,
+    reels,
     returns,
     reviews,
     settings,
     social,
+    stories,
     wallets,
 )
 
@@ -27,6 +29,8 @@ ROUTE_TABLES = [
         module.routes
         for module in (
             addresses,
+            stories,
+            reels,
             social,
             admin_roles,
             settings,
