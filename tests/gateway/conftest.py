@@ -80,7 +80,7 @@ async def start_gateway(dsn: str, secret: str) -> AsyncIterator[Starter]:
             **env,
         }
         full.pop("REDIS_URL", None) if "REDIS_URL" not in env else None
-        process = GatewayProcess(full)
+        process = GatewayProcess(full, fixed_port="GATEWAY_PORT" in env)
         await process.start()
         started.append(process)
         return process

@@ -15,16 +15,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from kernel.tokens import sign_access_token
+from tests.conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 Frame = dict[str, Any]
 
 
-class GatewayProcess:
-    """`python -m gateway` started on a free port; `ready()` waits for its listening line."""
+# A port found free (tests.conftest.free_port) can be taken by another process before the
+# gateway binds it; the harness then starts the gateway again on another, this many times.
+PORT_ATTEMPTS = 5
 
-    def __init__(self, env: dict[str, str]) -> None:
+
+class GatewayProcess:
+    """`python -m gateway` started on a free port; `start()` waits for its listening line.
+    Unless `fixed_port` (a test that restarts a gateway on the same URL, or shares one port
+    between processes), a port taken meanwhile by another process is replaced by a free one."""
+
+    def __init__(self, env: dict[str, str], *, fixed_port: bool = False) -> None:
         self.env = env
+        self.fixed_port = fixed_port
         self.port = int(env["GATEWAY_PORT"])
         self.proc: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
@@ -36,6 +45,18 @@ class GatewayProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     async def start(self) -> None:
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                await self._start()
+                return
+            except PortTaken:
+                if self.fixed_port or attempt == PORT_ATTEMPTS:
+                    raise
+                self.port = free_port()
+                self.env = {**self.env, "GATEWAY_PORT": str(self.port)}
+                self.log.clear()
+
+    async def _start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -49,7 +70,11 @@ class GatewayProcess:
         while True:
             line = await asyncio.wait_for(self.proc.stderr.readline(), 30)
             if not line:
-                raise RuntimeError("gateway exited before listening:\n" + "".join(self.log))
+                await self.proc.wait()
+                text = "".join(self.log)
+                if "address already in use" in text:
+                    raise PortTaken(f"port {self.port} was taken before the gateway bound it")
+                raise RuntimeError("gateway exited before listening:\n" + text)
             self.log.append(line.decode())
             if "event=listening" in self.log[-1]:
                 break
@@ -75,6 +100,10 @@ class GatewayProcess:
         if self._drain is not None:
             await asyncio.wait_for(self._drain, 5)
         return code
+
+
+class PortTaken(RuntimeError):
+    """The gateway could not bind its port: another process took it first."""
 
 
 class WsClient:

@@ -136,7 +136,7 @@ async def start_gateway(dsn: str, secret: str) -> AsyncIterator[Starter]:
             "GATEWAY_PORT": str(free_port()),
             **env,
         }
-        process = GatewayProcess(full)
+        process = GatewayProcess(full, fixed_port="GATEWAY_PORT" in env)
         await process.start()
         started.append(process)
         return process
