@@ -223,7 +223,9 @@ async def check_delivery(
     ids = [r["id"] for r in rows]
     for receiver in receivers:
         await receiver.seq(last, timeout)
-        assert receiver.seqs == list(range(1, last + 1)), f"{receiver.name}: gap or duplicate"
+        assert receiver.seqs == list(range(1, last + 1)), (
+            f"{receiver.name}: gap or duplicate: {_first_difference(receiver.seqs, last)}"
+        )
         assert receiver.ids == ids, f"{receiver.name}: other messages than stored"
     return last
 
@@ -274,3 +276,11 @@ async def metric(gateway: GatewayProcess, name: str) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def _first_difference(seqs: list[int], last: int) -> str:
+    """Where a receiver's seqs first differ from 1..last, with what came around it."""
+    for i, seq in enumerate(seqs):
+        if seq != i + 1:
+            return f"position {i}: expected {i + 1}, got {seqs[max(0, i - 3) : i + 4]}"
+    return f"{len(seqs)} received of {last}"
