@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -33,8 +34,52 @@ def _with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+# Listening ports for servers the tests start come from below the kernel's ephemeral range,
+# one slice per xdist worker: a port found free there cannot then be taken as the local port
+# of some outgoing connection (which is what a port from `bind(0)` can be, before the server
+# binds it), and two workers of one session never pick the same one.
+_PORT_FLOOR = 10_000
+_PORT_SLICE = 2_000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _port_candidates() -> Iterator[int]:
+    slices = (_ephemeral_floor() - _PORT_FLOOR) // _PORT_SLICE
+    if slices < 1:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = _PORT_FLOOR + (int(worker) if worker.isdigit() else 0) % slices * _PORT_SLICE
+    # A random start inside the slice keeps concurrent sessions on one machine apart.
+    offset = random.randrange(_PORT_SLICE)
+    while True:
+        for i in range(_PORT_SLICE):
+            yield start + (offset + i) % _PORT_SLICE
+
+
+_ports = _port_candidates()
+_ports_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback TCP port nothing is bound to now, for a server a test is about to start."""
+    for _ in range(_PORT_SLICE):
+        with _ports_lock:
+            port = next(_ports, None)
+        if port is None:
+            break
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -1,6 +1,6 @@
-"""The test harness itself: a free port that another process takes before the gateway binds
-it does not fail the test (the gateway starts again on another port), unless the test asked
-for that port."""
+"""The test harness itself: free ports come from below the kernel's ephemeral range, and a
+free port that another process takes before the gateway binds it does not fail the test (the
+gateway starts again on another port), unless the test asked for that port."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import _ephemeral_floor, free_port
 from tests.gateway.conftest import World
 from tests.gateway.harness import GatewayProcess, PortTaken, WsClient, token_for
 
@@ -21,6 +22,16 @@ def taken_port() -> Iterator[int]:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         yield int(holder.getsockname()[1])
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    # Below that range the kernel never hands a found port to an outgoing connection.
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert max(ports) < _ephemeral_floor()
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
 
 
 def _env(dsn: str, secret: str, port: int) -> dict[str, str]:
