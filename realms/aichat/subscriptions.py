@@ -2,12 +2,13 @@
 resume. What Stripe answers is copied into the rows by realms/aichat/mirror.py, and the invoice
 a change produced (the first month, a proration) by realms/aichat/billing.py.
 
-Stripe is the biller of record: it stores the card (on the Stripe customer, whose id is
-`stripe_customer_id`), invoices each calendar month in advance (subscriptions are anchored on
-the 1st, UTC, so Stripe's periods are our billing months; the first month is prorated), charges
-and retries. A call to Stripe comes first; the rows follow what Stripe answered, in one
-transaction. Errors: PaymentDeclined (400, the card), StripeUnavailable (503, retry),
-Unavailable (503, card payments or the plan's Stripe price not configured), Conflict (409)."""
+Stripe is the biller of record: it stores the card (on the user's Stripe customer, made once
+and kept in aichat.billing_customers), invoices each calendar month in advance (subscriptions
+are anchored on the 1st, UTC, so Stripe's periods are our billing months; the first month is
+prorated), charges and retries. A call to Stripe comes first; the rows follow what Stripe
+answered, in one transaction. Errors: PaymentDeclined (400, the card), StripeUnavailable
+(503, retry), Unavailable (503, card payments or the plan's Stripe price not configured),
+Conflict (409)."""
 
 from __future__ import annotations
 
@@ -111,14 +112,7 @@ async def subscribe(
     if before is not None:
         customer = before["stripe_customer_id"]
     else:
-        customer = (
-            await billing.create_customer(
-                email=user["email"],
-                name=user["name"] or None,
-                metadata={"realm": "aichat", "user_id": str(user_id)},
-                idempotency_key=f"aichat:customer:{user_id}",
-            )
-        ).id
+        customer = await _stripe_customer(pool, billing, user_id, user)
     card = await billing.attach_payment_method(
         payment_method,
         customer=customer,
@@ -149,6 +143,36 @@ async def subscribe(
         raise Conflict("another subscribe of this account finished first: nothing was charged")
     log.info("subscribed", user=str(user_id), plan=plan.name, stripe_subscription=created.id)
     return kept
+
+
+async def _stripe_customer(
+    pool: asyncpg.Pool, billing: StripeBilling, user_id: uuid.UUID, user: asyncpg.Record
+) -> str:
+    """The user's Stripe customer: made once and kept (aichat.billing_customers) whatever
+    becomes of the subscribe that made it, so a retry days after a declined card reuses it."""
+    async with pool.acquire() as conn:
+        known = await conn.fetchval(
+            "SELECT stripe_customer_id FROM aichat.billing_customers WHERE user_id = $1", user_id
+        )
+    if known is not None:
+        return str(known)
+    made = await billing.create_customer(
+        email=user["email"],
+        name=user["name"] or None,
+        metadata={"realm": "aichat", "user_id": str(user_id)},
+        idempotency_key=f"aichat:customer:{user_id}",
+    )
+    async with pool.acquire() as conn:
+        # Two first subscribes at once share the customer (one idempotency key); the row
+        # written first is the one kept either way.
+        kept = await conn.fetchval(
+            "INSERT INTO aichat.billing_customers (user_id, stripe_customer_id) VALUES ($1, $2)"
+            " ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id"
+            " RETURNING stripe_customer_id",
+            user_id,
+            made.id,
+        )
+    return str(kept)
 
 
 async def change_plan(

@@ -65,6 +65,9 @@ class Recorded:
     query: dict[str, str] = field(default_factory=dict)
 
 
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+
+
 def _wall_clock() -> int:
     return int(time.time())
 
@@ -82,7 +85,9 @@ class StandinBase:
     now: Callable[[], int] = field(default=_wall_clock)
     events: list[dict[str, Any]] = field(default_factory=list)
     _delivered: int = 0
-    _replies: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
+    # Idempotency-Key -> (the request it answered, when, status, body); Stripe forgets a key
+    # after 24 hours, and so does the stand-in (by `now`).
+    _replies: dict[str, tuple[str, int, int, dict[str, Any]]] = field(default_factory=dict)
     _outages: list[int] = field(default_factory=list)
 
     def fail_next(self, status: int, times: int = 1) -> None:
@@ -126,7 +131,10 @@ class StandinBase:
         key = request.headers.get("Idempotency-Key")
         if key is None or key not in self._replies:
             return None
-        params, status, body = self._replies[key]
+        params, at, status, body = self._replies[key]
+        if self.now() - at >= IDEMPOTENCY_WINDOW_S:
+            del self._replies[key]
+            return None
         if params != json.dumps(form, sort_keys=True) + request.path:
             return _error(
                 400,
@@ -141,7 +149,8 @@ class StandinBase:
     ) -> web.Response:
         key = request.headers.get("Idempotency-Key")
         if key is not None:
-            self._replies[key] = (json.dumps(form, sort_keys=True) + request.path, status, body)
+            request_text = json.dumps(form, sort_keys=True) + request.path
+            self._replies[key] = (request_text, self.now(), status, body)
         return web.json_response(body, status=status)
 
     async def _start(self, request: web.Request) -> tuple[dict[str, str], web.Response | None]:

@@ -235,6 +235,31 @@ async def test_a_declined_card_subscribes_nothing(
     assert await tier(conn, user) == "PLUS"
 
 
+async def test_a_retry_days_after_a_declined_first_subscribe_reuses_its_stripe_customer(
+    billing_api: Api,
+    stripe: StripeStandin,
+    conn: asyncpg.Connection,
+    dsn: str,
+    secret: str,
+    clock: StandinClock,
+) -> None:
+    user = await free_user(dsn)
+    status, body = await subscribe(billing_api, secret, user, card="pm_card_chargeCustomerFail")
+    assert status == 400, body
+    assert await subscription_row(conn, user) is None
+    (customer,) = stripe.customers
+    kept = "SELECT stripe_customer_id FROM aichat.billing_customers WHERE user_id = $1"
+    assert await conn.fetchval(kept, user) == customer
+
+    clock.now += 3 * 24 * 3600  # Stripe has forgotten the idempotency keys of the first try
+    status, body = await subscribe(billing_api, secret, user, card="pm_card_mastercard")
+    assert (status, body["status"]) == (201, "active")
+    assert list(stripe.customers) == [customer]
+    assert len(stripe.calls("POST", "/v1/customers")) == 1
+    row = await subscription_row(conn, user)
+    assert row is not None and row["stripe_customer_id"] == customer
+
+
 async def test_a_subscribe_is_refused_for_what_cannot_be_sold(
     billing_api: Api,
     stripe: StripeStandin,
