@@ -46,17 +46,18 @@ def default_sql_dirs() -> list[Path]:
     return [SQL_DIR, *enabled_realms().sql_dirs()]
 
 
+def _folders(sql_dirs: Path | list[Path] | None) -> list[Path]:
+    if sql_dirs is None:
+        return default_sql_dirs()
+    return [sql_dirs] if isinstance(sql_dirs, Path) else sql_dirs
+
+
 def migration_files(sql_dirs: Path | list[Path] | None = None) -> list[Path]:
     """The migration files of `sql_dirs` in the order they are applied: by file name across
     every folder, so a realm's files may depend on core files with lower numbers. A name is
     the file's identity in gateway.schema_migrations and must be unique across folders."""
-    dirs = (
-        default_sql_dirs()
-        if sql_dirs is None
-        else ([sql_dirs] if isinstance(sql_dirs, Path) else sql_dirs)
-    )
     files: dict[str, Path] = {}
-    for folder in dirs:
+    for folder in _folders(sql_dirs):
         for path in folder.glob("*.sql"):
             if not path.is_file():
                 continue
@@ -73,6 +74,33 @@ def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _shown(folder: Path) -> str:
+    return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
+
+
+def _refuse_a_realm_older_than_the_core(
+    files: list[Path], core: Path, applied: dict[str, str]
+) -> None:
+    """A realm folder with no file applied yet whose first file sorts before a core file that
+    is applied was enabled after the database was made without it; its files were written to
+    run before those core files (the analyst realm's 0002-0026 precede the core's 0100+), and
+    running them now would fail half-way. Refused before anything is applied."""
+    newest_core = max((p.name for p in files if p.parent == core and p.name in applied), default="")
+    realms: dict[Path, list[Path]] = {}
+    for path in files:
+        if path.parent != core:
+            realms.setdefault(path.parent, []).append(path)
+    for folder, paths in realms.items():
+        if paths[0].name < newest_core and not any(p.name in applied for p in paths):
+            raise MigrationError(
+                f"the realm of {_shown(folder)} was never migrated on this database, and"
+                f" its first file {paths[0].name} sorts before the core's {newest_core},"
+                " applied already: its files were written to run before the core's, so it can"
+                " only be enabled on a database migrated with it from the start. Nothing was"
+                " applied; migrate a new database with the realm in SWITCHBOARD_REALMS."
+            )
+
+
 async def migrate(
     conn: asyncpg.Connection,
     sql_dir: Path | list[Path] | None = None,
@@ -87,8 +115,10 @@ async def migrate(
             r["filename"]: r["checksum"]
             for r in await conn.fetch("SELECT filename, checksum FROM gateway.schema_migrations")
         }
+        files = migration_files(sql_dir)
+        _refuse_a_realm_older_than_the_core(files, _folders(sql_dir)[0], applied)
         done: list[str] = []
-        for path in migration_files(sql_dir):
+        for path in files:
             digest = checksum(path)
             if path.name in applied:
                 if applied[path.name] != digest:

@@ -60,6 +60,58 @@ async def test_a_failing_file_is_rolled_back_and_not_recorded(
         await conn.close()
 
 
+def _folder(root: Path, name: str, *files: str) -> Path:
+    folder = root / name
+    folder.mkdir()
+    for file in files:
+        (folder / file).write_text(f"CREATE TABLE probe_{file[:4]} (id int);")
+    return folder
+
+
+async def test_a_realm_enabled_later_runs_when_its_files_follow_the_core(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    core = _folder(tmp_path, "core", "0001_core.sql", "0100_core.sql")
+    realm = _folder(tmp_path, "realm", "1001_realm.sql")
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await migrate(conn, [core])
+        assert await migrate(conn, [core, realm]) == ["1001_realm.sql"]
+    finally:
+        await conn.close()
+
+
+async def test_a_realm_older_than_the_applied_core_is_refused_before_anything_runs(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    # The analyst realm's files (0002-0026) precede the core's 0100+: enabled on a database
+    # made without it, they would run after the core's and fail half-way.
+    core = _folder(tmp_path, "core", "0001_core.sql", "0100_core.sql")
+    realm = _folder(tmp_path, "realm", "0002_realm.sql", "0003_realm.sql")
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await migrate(conn, [core])
+        with pytest.raises(MigrationError, match=r"0002_realm\.sql sorts before the core's 0100"):
+            await migrate(conn, [core, realm])
+        assert await conn.fetchval("SELECT to_regclass('probe_0002')") is None
+    finally:
+        await conn.close()
+
+
+async def test_a_realm_migrated_from_the_start_takes_a_new_file_numbered_below_the_core(
+    empty_dsn: str, tmp_path: Path
+) -> None:
+    core = _folder(tmp_path, "core", "0001_core.sql", "0100_core.sql")
+    realm = _folder(tmp_path, "realm", "0002_realm.sql")
+    conn = await asyncpg.connect(empty_dsn)
+    try:
+        await migrate(conn, [core, realm])
+        (realm / "0003_realm.sql").write_text("CREATE TABLE probe_0003 (id int);")
+        assert await migrate(conn, [core, realm]) == ["0003_realm.sql"]
+    finally:
+        await conn.close()
+
+
 async def test_concurrent_runners_apply_each_file_exactly_once(empty_dsn: str) -> None:
     conns = [await asyncpg.connect(empty_dsn) for _ in range(4)]
     try:
