@@ -47,9 +47,20 @@ def ws_frame(payload: bytes, binary: bool) -> bytes:
 
 
 class Client:
-    """One authenticated socket as fan-out sees it. `on_slow` is called once if it lags."""
+    """One authenticated socket as fan-out sees it. `on_slow` is called once if it lags.
+    `rooms` names the rooms it is in (live or catching up), kept by the Hub, so that a socket's
+    close leaves its own rooms rather than searching every room of the process."""
 
-    __slots__ = ("__weakref__", "binary", "dead", "on_slow", "protocol", "transport", "user_id")
+    __slots__ = (
+        "__weakref__",
+        "binary",
+        "dead",
+        "on_slow",
+        "protocol",
+        "rooms",
+        "transport",
+        "user_id",
+    )
 
     def __init__(
         self, transport: Any, protocol: Any, binary: bool, user_id: str, on_slow: Callable[[], None]
@@ -60,6 +71,7 @@ class Client:
         self.user_id = user_id
         self.on_slow = on_slow
         self.dead = False
+        self.rooms: list[str] = []  # a socket is in few rooms: a list is smaller than a set
 
     def write_payload(self, payload_json: bytes, payload_msgpack: bytes | None = None) -> None:
         """Write one message (given in JSON, re-encoded when this socket speaks msgpack)."""
@@ -72,6 +84,16 @@ class Client:
         if self.dead or self.protocol.state is not State.OPEN:
             return
         self.transport.write(frame)
+
+
+def _enter(client: Client, channel: str) -> None:
+    if channel not in client.rooms:
+        client.rooms.append(channel)
+
+
+def _exit(client: Client, channel: str) -> None:
+    if channel in client.rooms:
+        client.rooms.remove(channel)
 
 
 class _Room:
@@ -135,11 +157,7 @@ class Hub:
         return len(room) if room else 0
 
     def rooms_of(self, client: Client) -> list[str]:
-        return [
-            name
-            for name, room in self._rooms.items()
-            if client in room.json or client in room.msgpack or client in room.catching_up
-        ]
+        return list(client.rooms)
 
     async def _room(self, channel: str) -> _Room:
         room = self._rooms.get(channel)
@@ -178,10 +196,12 @@ class Hub:
         source = self._source_for(channel)
         assert source is not None
         room.catching_up[client] = []
+        _enter(client, channel)
         try:
             rows = await source.after(channel, since, self.RESUME_LIMIT + 1)
         except BaseException:
-            room.catching_up.pop(client, None)
+            if room.catching_up.pop(client, None) is not None:
+                _exit(client, channel)
             raise
         held = room.catching_up.pop(client, None)
         if held is None:  # dropped (closed, slow) while we were reading
@@ -213,6 +233,7 @@ class Hub:
         if room.outbox:
             self._flush(room)
         (room.msgpack if client.binary else room.json)[client] = None
+        _enter(client, room.name)
 
     async def leave(self, client: Client, channel: str) -> bool:
         room = self._rooms.get(channel)
@@ -223,6 +244,8 @@ class Hub:
             or room.msgpack.pop(client, 0) is None
             or room.catching_up.pop(client, None) is not None
         )
+        if found:
+            _exit(client, channel)
         if not room:
             await self._close_room(room)
         return found

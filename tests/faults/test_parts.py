@@ -20,6 +20,7 @@ from gateway.bus import NODE_TOPIC, RESYNC_NOTICE, RedisBus, RedisHealth, open_e
 from gateway.fanout import Hub
 from gateway.ratelimit import RedisChatRateLimiter
 from tests.faults.services import RedisServer
+from tests.gateway.hub_fakes import FakeSocket, Rows
 from tests.gateway.test_session_core import FakeHost, FakeHub, FakePresence, session_for
 
 TIMEOUT = 0.3
@@ -169,45 +170,16 @@ async def test_closing_a_session_runs_every_cleanup_step_though_one_fails() -> N
     assert sum(e.kind == "left" for e in host.announced) == 2
 
 
-class _Rows:
-    """A SequenceSource over a list of committed payloads."""
-
-    def __init__(self) -> None:
-        self.rows: list[bytes] = []
-
-    async def last_seq(self, channel: str) -> int:
-        return len(self.rows)
-
-    async def after(self, channel: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
-        return [(i + 1, r) for i, r in enumerate(self.rows)][after_seq : after_seq + limit]
-
-
-class _Socket:
-    """What the hub writes to: a transport and a protocol in the OPEN state."""
-
-    def __init__(self) -> None:
-        from websockets.protocol import State
-
-        self.state = State.OPEN
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
 async def test_the_hub_catches_a_room_up_in_order_without_duplicates() -> None:
     from gateway.fanout import Client
 
-    source = _Rows()
+    source = Rows()
     hub = Hub(
         subscribe=lambda _c: asyncio.sleep(0),
         unsubscribe=lambda _c: asyncio.sleep(0),
         source_for=lambda _c: source,
     )
-    socket = _Socket()
+    socket = FakeSocket()
     client = Client(socket, socket, False, "u", on_slow=lambda: None)
     await hub.join(client, "room:x", None)
     source.rows = [b'{"seq":%d}' % i for i in range(1, 8)]
