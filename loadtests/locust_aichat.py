@@ -24,27 +24,21 @@ failures `reply failed` (the provider's `reply_failed`), `connection lost`.
 
 from __future__ import annotations
 
-import csv
-import functools
-import itertools
 import random
-import sys
 import time
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import gevent
-import msgspec
 from gevent.event import AsyncResult
-from locust import FastHttpUser, events, task
-from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust import task
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, add_option
+from loadtests.credential_pools import Credential, CredentialPools, Option, SeededCredentials
+from loadtests.realm_users import WS_ERRORS, SocketUser
+from loadtests.ws_user import ChatSocket, Frame, WsRefused, _decode
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "aichat_credentials.csv"
-WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
 PROMPTS = (
     "What is a good first book about astronomy?",
     "Explain recursion with a short example.",
@@ -55,12 +49,9 @@ PROMPTS = (
     "Suggest a 20-minute workout without equipment.",
 )
 LONG_PROMPT = "Write a long essay about the history of the printing press, in detail."
-Frame = dict[str, Any]
-_decode = msgspec.json.decode
 
 
-def _options(parser: Any) -> None:
-    option = functools.partial(add_option, parser)
+def _options(option: Option) -> None:
     option("--aichat-gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--aichat-credentials", str(DEFAULT_CREDENTIALS), "CSV from loadtests.seed_aichat")
     option("--aichat-wait-min", 3.0, "seconds between a user's actions, at least", float)
@@ -70,59 +61,16 @@ def _options(parser: Any) -> None:
     option("--aichat-conversations", 5, "conversations a user keeps open at most", int)
 
 
-def _configure(environment: Environment, **_kwargs: Any) -> None:
-    options = environment.parsed_options
-    if options is None:
-        return
-    if not Path(options.aichat_credentials).is_file():
-        sys.exit(
-            f"{options.aichat_credentials} does not exist: seed first"
-            " (python -m loadtests.seed_aichat)"
-        )
+def _pools(rows: list[Credential], worker_index: int) -> CredentialPools:
+    """The seeded users, shuffled per worker process."""
+    random.Random(3000 + worker_index).shuffle(rows)
+    return CredentialPools({"user": rows}, "the aichat credentials file has no {pool}s")
 
 
-events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
-events.init.add_listener(_configure)  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    email: str
-    password: str
-    user_id: str
-    channels: tuple[str, ...]  # the user's aichat.conv:<id> channels
-
-
-class Credentials:
-    """The seeded users, shuffled per worker process; each new locust user takes the next."""
-
-    def __init__(self, path: Path, worker_index: int = 0) -> None:
-        with path.open(newline="") as f:
-            self.rows = [
-                Credential(r["email"], r["password"], r["user_id"], tuple(r["channels"].split()))
-                for r in csv.DictReader(f)
-            ]
-        random.Random(3000 + worker_index).shuffle(self.rows)
-        self._next = itertools.count()
-
-    def take(self) -> Credential:
-        if not self.rows:
-            raise SystemExit("the aichat credentials file has no users")
-        return self.rows[next(self._next) % len(self.rows)]
-
-
-_credentials: Credentials | None = None
-
-
-def credentials(environment: Environment) -> Credentials:
-    global _credentials
-    if _credentials is None:
-        runner = environment.runner
-        index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
-        options = environment.parsed_options
-        path = Path(options.aichat_credentials) if options else DEFAULT_CREDENTIALS
-        _credentials = Credentials(path, worker_index=index)
-    return _credentials
+SEEDED = SeededCredentials(
+    "aichat_credentials", DEFAULT_CREDENTIALS, "python -m loadtests.seed_aichat", _pools
+)
+SEEDED.register(_options)
 
 
 class StreamedReply:
@@ -181,18 +129,6 @@ class AssistantSocket(ChatSocket):
         except gevent.Timeout:
             raise TimeoutError(f"no {what} within {timeout:g} s") from None
 
-    def _measure(
-        self, name: str, started: float, exception: Exception | None = None, length: int = 0
-    ) -> None:
-        self.fire(
-            request_type="WS",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=length,
-            exception=exception,
-            context={},
-        )
-
     def ask(self, channel: str, text: str, reply_timeout: float) -> Frame | None:
         """Send a prompt and wait for the whole reply; fires `first delta
         (send-to-first-token)` and `reply (send-to-committed)`, or `reply failed`."""
@@ -203,7 +139,7 @@ class AssistantSocket(ChatSocket):
         try:
             done = self._wait(reply.done, reply_timeout, "reply")
         except TimeoutError as exc:
-            self._measure("reply (send-to-committed)", started, exc)
+            self._fire("reply (send-to-committed)", started, exception=exc)
             return None
         finally:
             self.replies.pop(prompt_id, None)
@@ -211,7 +147,8 @@ class AssistantSocket(ChatSocket):
 
     def _report(self, done: Frame, reply: StreamedReply, started: float) -> Frame | None:
         if done.get("op") == "event":  # reply_failed before any text
-            self._measure("reply failed", started, RuntimeError(str(done.get("message"))))
+            failed = RuntimeError(str(done.get("message")))
+            self._fire("reply failed", started, exception=failed)
             return None
         if reply.first_at is not None:
             self.fire(
@@ -222,7 +159,7 @@ class AssistantSocket(ChatSocket):
                 exception=None,
                 context={},
             )
-        self._measure("reply (send-to-committed)", started, length=reply.deltas)
+        self._fire("reply (send-to-committed)", started, length=reply.deltas)
         return done
 
     def ask_and_cancel(self, channel: str, reply_timeout: float) -> Frame | None:
@@ -236,7 +173,7 @@ class AssistantSocket(ChatSocket):
             try:
                 reply_id = self._wait(reply.first, reply_timeout, "first delta")
             except TimeoutError as exc:
-                self._measure("first delta (send-to-first-token)", asked, exc)
+                self._fire("first delta (send-to-first-token)", asked, exception=exc)
                 raise
             started = time.perf_counter()
             try:
@@ -247,110 +184,37 @@ class AssistantSocket(ChatSocket):
             done = self._wait(reply.done, reply_timeout, "cancelled reply")
         finally:
             self.replies.pop(prompt_id, None)
-        self._measure("cancelled reply (cancel-to-committed)", started, length=reply.deltas)
+        self._fire("cancelled reply (cancel-to-committed)", started, length=reply.deltas)
         return dict(done)
 
 
-class AichatUser(FastHttpUser):
+class AichatUser(SocketUser):
     """One aichat user: a REST session (login, refresh) and one socket in a conversation."""
 
     host = "http://127.0.0.1:8080"
-
-    @property
-    def options(self) -> Any:
-        return self.environment.parsed_options
+    seeded = SEEDED
+    pool = "user"
+    login_path = "/v1/aichat/auth/login"
+    refresh_path = "/v1/aichat/auth/refresh"
+    option_prefix = "aichat_"
+    socket_class = AssistantSocket
+    reports_overdue_echoes = False
+    socket: AssistantSocket
 
     def wait_time(self) -> float:
         return random.uniform(self.options.aichat_wait_min, self.options.aichat_wait_max)
 
-    def on_start(self) -> None:
-        self.cred = credentials(self.environment).take()
-        self.channels = list(self.cred.channels)
-        self.channel = ""
-        self.access_token = ""
-        self.refresh_token = ""
-        self.refresh_at = 0.0
-        self.retry_at = 0.0
-        self.backoff = 1.0
-        self.login()
-        self.socket = AssistantSocket(
-            self.options.aichat_gateway_url,
-            self.environment.events.request.fire,
-            timeout=self.options.aichat_ws_timeout,
-            recv_sample=0.0,
-        )
+    def recv_sample(self) -> float:
+        return 0.0  # the assistant's messages are timed as replies to their prompts
+
+    def choose_channels(self) -> None:
+        self.channels = list(self.cred.channels)  # the user's aichat.conv:<id> channels
         if not self.channels:
             self.open_conversation()
         self.channel = random.choice(self.channels)
-        self.ready()
 
-    def on_stop(self) -> None:
-        if hasattr(self, "socket"):
-            self.socket.close()
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-    def login(self) -> None:
-        """Log in, retrying with backoff (each failure is reported by locust)."""
-        delay = 1.0
-        while True:
-            body = {"email": self.cred.email, "password": self.cred.password}
-            response = self.client.post(
-                "/v1/aichat/auth/login", json=body, name="/v1/aichat/auth/login"
-            )
-            if response.status_code == 200:
-                session = response.json()
-                self.access_token = session["access_token"]
-                self.refresh_token = session["refresh_token"]
-                self.refresh_at = time.monotonic() + 0.8 * float(session["expires_in"])
-                return
-            gevent.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 30.0)
-
-    def refresh(self) -> None:
-        response = self.client.post(
-            "/v1/aichat/auth/refresh",
-            json={"refresh_token": self.refresh_token},
-            name="/v1/aichat/auth/refresh",
-        )
-        if response.status_code != 200:
-            self.login()
-            return
-        access = response.json()
-        self.access_token = access["access_token"]
-        self.refresh_at = time.monotonic() + 0.8 * float(access["expires_in"])
-
-    def ready(self) -> bool:
-        """A connected socket joined to the current conversation, with a fresh token. False
-        while backing off after a failure."""
-        socket = self.socket
-        if socket.token_expired or time.monotonic() > self.refresh_at:
-            self.refresh()
-            if socket.alive:
-                try:
-                    socket.refresh(self.access_token)
-                except WS_ERRORS:
-                    pass
-        if socket.alive and self.channel in socket.joined:
-            return True
-        if time.monotonic() < self.retry_at:
-            return False
-        try:
-            if not socket.alive:
-                socket.connect(
-                    self.access_token, name="reconnect" if socket.last_seq else "connect"
-                )
-            since = socket.last_seq.get(self.channel)
-            socket.join(
-                self.channel, since, name="join" if since is None else "resume (join since)"
-            )
-        except WS_ERRORS:
-            self.retry_at = time.monotonic() + self.backoff * random.uniform(0.5, 1.5)
-            self.backoff = min(self.backoff * 2, 30.0)
-            return False
-        self.backoff = 1.0
-        return True
+    def channels_to_join(self) -> list[str]:
+        return [self.channel]
 
     def open_conversation(self) -> None:
         response = self.client.post(
@@ -376,20 +240,15 @@ class AichatUser(FastHttpUser):
 
     @task(1)
     def ask_and_cancel(self) -> None:
-        if not self.ready():
-            return
-        try:
-            self.socket.ask_and_cancel(self.channel, self.options.aichat_reply_timeout)
-        except WS_ERRORS:
-            pass
+        if self.ready():
+            with suppress(*WS_ERRORS):
+                self.socket.ask_and_cancel(self.channel, self.options.aichat_reply_timeout)
 
     @task(2)
     def history(self) -> None:
         if self.ready():
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.history(self.channel, limit=random.choice((20, 50)))
-            except WS_ERRORS:
-                pass
 
     @task(1)
     def rest_history(self) -> None:
@@ -410,12 +269,7 @@ class AichatUser(FastHttpUser):
         number), leaving the current one."""
         if len(self.channels) < self.options.aichat_conversations and random.random() < 0.5:
             self.open_conversation()
-        if len(self.channels) < 2 or not self.ready():
+        if len(self.channels) < 2 or not self.ready() or not self.leave(self.channel):
             return
-        try:
-            self.socket.request({"op": "leave", "channel": self.channel}, "leave")
-        except WS_ERRORS:
-            return
-        self.socket.joined.pop(self.channel, None)
         self.channel = random.choice([c for c in self.channels if c != self.channel])
         self.ready()

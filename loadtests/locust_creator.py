@@ -34,25 +34,26 @@ event on the fan's socket).
 
 from __future__ import annotations
 
-import csv
-import functools
-import itertools
 import random
-import sys
 import time
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, events, task
-from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust import task
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, _decode, add_option
+from loadtests.credential_pools import (
+    Credential,
+    CredentialPools,
+    Option,
+    SeededCredentials,
+    shuffle_pools,
+)
+from loadtests.realm_users import WS_ERRORS, SocketUser
+from loadtests.ws_user import ChatSocket, _decode
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "creator_credentials.csv"
-WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
 DM = "creator.dm:"
 LIVE = "creator.live:"
 PAYMENT_TOKEN = "tok_loadtest"  # the offline processor charges it successfully
@@ -75,8 +76,7 @@ LIVE_LINES = (
 )
 
 
-def _options(parser: Any) -> None:
-    option = functools.partial(add_option, parser)
+def _options(option: Option) -> None:
     option("--creator-gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--creator-credentials", str(DEFAULT_CREDENTIALS), "CSV from loadtests.seed_creator")
     option("--creator-fan-weight", 5, "weight of CreatorFan", int)
@@ -90,79 +90,23 @@ def _options(parser: Any) -> None:
     option("--creator-recv-sample", 0.1, "share of others' messages timed", float)
 
 
-def _configure(environment: Environment, **_kwargs: Any) -> None:
-    options = environment.parsed_options
-    if options is None:
-        return
-    if not Path(options.creator_credentials).is_file():
-        sys.exit(
-            f"{options.creator_credentials} does not exist: seed first"
-            " (python -m loadtests.seed_creator)"
-        )
+def _configure(options: Any) -> None:
     CreatorFan.weight = max(0, options.creator_fan_weight)
     CreatorViewer.weight = max(0, options.creator_viewer_weight)
 
 
-events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
-events.init.add_listener(_configure)  # type: ignore[no-untyped-call]
+def _pools(rows: list[Credential], worker_index: int) -> CredentialPools:
+    """The seeded fans: with a conversation, in a live room; shuffled per worker process."""
+    fans = [r for r in rows if r.user_type == "fan"]
+    pools = {"fan": [r for r in fans if r.of(DM)], "viewer": [r for r in fans if r.of(LIVE)]}
+    shuffle_pools(pools, 6000 + 10 * worker_index)
+    return CredentialPools(pools, "the creator credentials file has no {pool}s")
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    email: str
-    password: str
-    user_type: str  # creator or fan
-    user_id: str
-    channels: tuple[str, ...]
-
-    def of(self, prefix: str) -> list[str]:
-        return [c for c in self.channels if c.startswith(prefix)]
-
-
-class Credentials:
-    """The seeded fans by pool; each new locust user takes the next of its pool (shuffled per
-    worker process)."""
-
-    def __init__(self, path: Path, worker_index: int = 0) -> None:
-        with path.open(newline="") as f:
-            rows = [
-                Credential(
-                    r["email"],
-                    r["password"],
-                    r["user_type"],
-                    r["user_id"],
-                    tuple(r["channels"].split()),
-                )
-                for r in csv.DictReader(f)
-            ]
-        fans = [r for r in rows if r.user_type == "fan"]
-        self.pools = {
-            "fan": [r for r in fans if r.of(DM)],
-            "viewer": [r for r in fans if r.of(LIVE)],
-        }
-        for number, pool in enumerate(self.pools.values()):
-            random.Random(6000 + 10 * worker_index + number).shuffle(pool)
-        self._next = {name: itertools.count() for name in self.pools}
-
-    def take(self, pool: str) -> Credential:
-        rows = self.pools[pool]
-        if not rows:
-            raise SystemExit(f"the creator credentials file has no {pool}s")
-        return rows[next(self._next[pool]) % len(rows)]
-
-
-_credentials: Credentials | None = None
-
-
-def credentials(environment: Environment) -> Credentials:
-    global _credentials
-    if _credentials is None:
-        runner = environment.runner
-        index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
-        options = environment.parsed_options
-        path = Path(options.creator_credentials) if options else DEFAULT_CREDENTIALS
-        _credentials = Credentials(path, worker_index=index)
-    return _credentials
+SEEDED = SeededCredentials(
+    "creator_credentials", DEFAULT_CREDENTIALS, "python -m loadtests.seed_creator", _pools
+)
+SEEDED.register(_options, _configure)
 
 
 class CreatorSocket(ChatSocket):
@@ -224,98 +168,23 @@ class CreatorSocket(ChatSocket):
             )
 
 
-class CreatorUser(FastHttpUser):
+class CreatorUser(SocketUser):
     """One seeded fan: a REST login and one socket joined to `self.channel`."""
 
     abstract = True
-    pool = ""
-    prefix = ""
+    seeded = SEEDED
+    login_path = "/v1/creator/auth/login"
+    login_field = "login"
+    option_prefix = "creator_"
+    socket_class = CreatorSocket
+    channel_prefix = ""
+    socket: CreatorSocket
 
-    @property
-    def options(self) -> Any:
-        return self.environment.parsed_options
+    def choose_channels(self) -> None:
+        self.channel = self.cred.of(self.channel_prefix)[0]
 
-    def on_start(self) -> None:
-        self.cred = credentials(self.environment).take(self.pool)
-        self.channel = self.cred.of(self.prefix)[0]
-        self.access_token = ""
-        self.login_at = 0.0
-        self.retry_at = 0.0
-        self.backoff = 1.0
-        self.login()
-        self.socket = CreatorSocket(
-            self.options.creator_gateway_url,
-            self.environment.events.request.fire,
-            timeout=self.options.creator_ws_timeout,
-            recv_sample=self.options.creator_recv_sample,
-        )
-        self.ready()
-
-    def on_stop(self) -> None:
-        if hasattr(self, "socket"):
-            self.socket.close()
-
-    def login(self) -> None:
-        """Log in, retrying with backoff (each failure is reported by locust)."""
-        delay = 1.0
-        while True:
-            body = {"login": self.cred.email, "password": self.cred.password}
-            response = self.client.post(
-                "/v1/creator/auth/login", json=body, name="/v1/creator/auth/login"
-            )
-            if response.status_code == 200:
-                session = response.json()
-                self.access_token = session["access_token"]
-                self.login_at = time.monotonic() + 0.8 * float(session["expires_in"])
-                return
-            gevent.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 30.0)
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-    def ready(self) -> bool:
-        """A connected socket joined to the channel, with a fresh token. False while backing
-        off after a failure."""
-        socket = self.socket
-        socket.check_overdue()
-        if socket.token_expired or time.monotonic() > self.login_at:
-            self.login()
-            if socket.alive:
-                try:
-                    socket.refresh(self.access_token)
-                except WS_ERRORS:
-                    pass
-        if socket.alive and self.channel in socket.joined:
-            return True
-        if time.monotonic() < self.retry_at:
-            return False
-        try:
-            if not socket.alive:
-                socket.connect(self.access_token, name="reconnect" if socket.joined else "connect")
-            self.join()
-        except WS_ERRORS:
-            self.retry_at = time.monotonic() + self.backoff * random.uniform(0.5, 1.5)
-            self.backoff = min(self.backoff * 2, 30.0)
-            return False
-        self.backoff = 1.0
-        return True
-
-    def join(self) -> None:
-        since = self.socket.last_seq.get(self.channel)
-        name = "join" if since is None else "resume (join since)"
-        self.socket.join(self.channel, since, name=name)
-
-    def say(self, text: str) -> None:
-        if not self.ready():
-            return
-        try:
-            self.socket.send_message(self.channel, text)
-        except WsRefused as refused:
-            if refused.code == "rate_limited":  # reported; honour it, then carry on
-                gevent.sleep(min(refused.retry_after_ms / 1000, 60.0))
-        except WS_ERRORS:
-            pass
+    def channels_to_join(self) -> list[str]:
+        return [self.channel]
 
 
 class CreatorFan(CreatorUser):
@@ -323,30 +192,26 @@ class CreatorFan(CreatorUser):
 
     weight = 5
     pool = "fan"
-    prefix = DM
+    channel_prefix = DM
 
     def wait_time(self) -> float:
         return random.uniform(self.options.creator_wait_min, self.options.creator_wait_max)
 
     @task(10)
     def send(self) -> None:
-        self.say(random.choice(DM_LINES))
+        self.say(self.channel, random.choice(DM_LINES))
 
     @task(3)
     def read(self) -> None:
         if self.ready():
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.read(self.channel)
-            except WS_ERRORS:
-                pass
 
     @task(2)
     def history(self) -> None:
         if self.ready():
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.history(self.channel, limit=20)
-            except WS_ERRORS:
-                pass
 
     @task(1)
     def premium(self) -> None:
@@ -386,16 +251,16 @@ class CreatorViewer(CreatorUser):
 
     weight = 5
     pool = "viewer"
-    prefix = LIVE
+    channel_prefix = LIVE
 
     def wait_time(self) -> float:
         return random.uniform(
             self.options.creator_viewer_wait_min, self.options.creator_viewer_wait_max
         )
 
-    def join(self) -> None:
-        self.socket.join(self.channel, None, name="join")  # a live room has no seq to resume
-        self.socket.watching(self.channel)
+    def join(self, channel: str) -> None:
+        self.socket.join(channel, None, name="join")  # a live room has no seq to resume
+        self.socket.watching(channel)
 
     @task(6)
     def watch(self) -> None:
@@ -403,17 +268,11 @@ class CreatorViewer(CreatorUser):
 
     @task(3)
     def chat(self) -> None:
-        self.say(random.choice(LIVE_LINES))
+        self.say(self.channel, random.choice(LIVE_LINES))
 
     @task(1)
     def leave_and_return(self) -> None:
         """Leave the room (the viewer count drops at the next tick), then join again."""
-        if not self.ready():
-            return
-        try:
-            self.socket.request({"op": "leave", "channel": self.channel}, "leave")
-        except WS_ERRORS:
-            return
-        self.socket.joined.pop(self.channel, None)
-        gevent.sleep(random.uniform(0.5, 2.0))
-        self.ready()
+        if self.ready() and self.leave(self.channel):
+            gevent.sleep(random.uniform(0.5, 2.0))
+            self.ready()

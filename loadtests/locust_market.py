@@ -31,32 +31,25 @@ Measurements (request type "WS"): loadtests/ws_user.py's `connect`, `join`, `sen
 
 from __future__ import annotations
 
-import csv
-import functools
 import itertools
 import random
-import sys
-import time
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import gevent
-from locust import FastHttpUser, constant_pacing, events, task
-from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust import constant_pacing, task
 
-from loadtests.ws_user import (
-    ChatSocket,
-    WebSocketClosed,
-    WsRefused,
-    _decode,
-    _iso_age_ms,
-    add_option,
+from loadtests.credential_pools import (
+    Credential,
+    CredentialPools,
+    Option,
+    SeededCredentials,
+    shuffle_pools,
 )
+from loadtests.realm_users import WS_ERRORS, SocketUser, honouring_rate_limits
+from loadtests.ws_user import ChatSocket, _decode, _iso_age_ms
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "market_credentials.csv"
-WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
 LINES = (
     "Is this still available?",
     "Can you ship it today?",
@@ -69,8 +62,7 @@ LINES = (
 ORIGIN = (41.2995, 69.2401)
 
 
-def _options(parser: Any) -> None:
-    option = functools.partial(add_option, parser)
+def _options(option: Option) -> None:
     option("--market-gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--market-credentials", str(DEFAULT_CREDENTIALS), "CSV from loadtests.seed_market")
     option("--market-chatter-weight", 5, "weight of MarketChatter", int)
@@ -83,81 +75,28 @@ def _options(parser: Any) -> None:
     option("--market-recv-sample", 0.1, "share of others' messages and positions timed", float)
 
 
-def _configure(environment: Environment, **_kwargs: Any) -> None:
-    options = environment.parsed_options
-    if options is None:
-        return
-    if not Path(options.market_credentials).is_file():
-        sys.exit(
-            f"{options.market_credentials} does not exist: seed first"
-            " (python -m loadtests.seed_market)"
-        )
+def _configure(options: Any) -> None:
     MarketChatter.weight = max(0, options.market_chatter_weight)
     MarketCourier.weight = max(0, options.market_courier_weight)
     MarketWatcher.weight = max(0, options.market_watcher_weight)
 
 
-events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
-events.init.add_listener(_configure)  # type: ignore[no-untyped-call]
+def _pools(rows: list[Credential], worker_index: int) -> CredentialPools:
+    """The seeded users by pool, shuffled per worker process."""
+    chat, order = "market.chat:", "market.order:"
+    pools = {
+        "chatter": [r for r in rows if r.user_type in ("buyer", "seller") and r.of(chat)],
+        "courier": [r for r in rows if r.user_type == "courier" and r.of(order)],
+        "watcher": [r for r in rows if r.user_type == "buyer" and r.of(order)],
+    }
+    shuffle_pools(pools, 4000 + 10 * worker_index)
+    return CredentialPools(pools, "the market credentials file has no {pool}s")
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    email: str
-    password: str
-    user_type: str  # buyer, seller or courier
-    user_id: str
-    channels: tuple[str, ...]
-
-    def of(self, prefix: str) -> list[str]:
-        return [c for c in self.channels if c.startswith(prefix)]
-
-
-class Credentials:
-    """The seeded users by pool; each new locust user takes the next of its pool (shuffled
-    per worker process)."""
-
-    def __init__(self, path: Path, worker_index: int = 0) -> None:
-        with path.open(newline="") as f:
-            rows = [
-                Credential(
-                    r["email"],
-                    r["password"],
-                    r["user_type"],
-                    r["user_id"],
-                    tuple(r["channels"].split()),
-                )
-                for r in csv.DictReader(f)
-            ]
-        chat, order = "market.chat:", "market.order:"
-        self.pools = {
-            "chatter": [r for r in rows if r.user_type in ("buyer", "seller") and r.of(chat)],
-            "courier": [r for r in rows if r.user_type == "courier" and r.of(order)],
-            "watcher": [r for r in rows if r.user_type == "buyer" and r.of(order)],
-        }
-        for number, pool in enumerate(self.pools.values()):
-            random.Random(4000 + 10 * worker_index + number).shuffle(pool)
-        self._next = {name: itertools.count() for name in self.pools}
-
-    def take(self, pool: str) -> Credential:
-        rows = self.pools[pool]
-        if not rows:
-            raise SystemExit(f"the market credentials file has no {pool}s")
-        return rows[next(self._next[pool]) % len(rows)]
-
-
-_credentials: Credentials | None = None
-
-
-def credentials(environment: Environment) -> Credentials:
-    global _credentials
-    if _credentials is None:
-        runner = environment.runner
-        index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
-        options = environment.parsed_options
-        path = Path(options.market_credentials) if options else DEFAULT_CREDENTIALS
-        _credentials = Credentials(path, worker_index=index)
-    return _credentials
+SEEDED = SeededCredentials(
+    "market_credentials", DEFAULT_CREDENTIALS, "python -m loadtests.seed_market", _pools
+)
+SEEDED.register(_options, _configure)
 
 
 class TrackingSocket(ChatSocket):
@@ -181,85 +120,23 @@ class TrackingSocket(ChatSocket):
         super()._on_message(payload)
 
 
-class MarketUser(FastHttpUser):
+class MarketUser(SocketUser):
     """One market user: a REST login and one socket joined to `self.channels`."""
 
     abstract = True
-    pool = ""
-
-    def on_start(self) -> None:
-        self.options = self.environment.parsed_options
-        self.cred = credentials(self.environment).take(self.pool)
-        self.channels = self.pick(self.cred)
-        self.access_token = ""
-        self.login_at = 0.0
-        self.retry_at = 0.0
-        self.backoff = 1.0
-        self.login()
-        self.socket = TrackingSocket(
-            self.options.market_gateway_url,
-            self.environment.events.request.fire,
-            timeout=self.options.market_ws_timeout,
-            recv_sample=self.options.market_recv_sample,
-        )
-        self.ready()
+    seeded = SEEDED
+    login_path = "/v1/market/auth/login"
+    option_prefix = "market_"
+    socket_class = TrackingSocket
 
     def pick(self, cred: Credential) -> list[str]:
         raise NotImplementedError
 
-    def on_stop(self) -> None:
-        if hasattr(self, "socket"):
-            self.socket.close()
+    def choose_channels(self) -> None:
+        self.channels = self.pick(self.cred)
 
-    def login(self) -> None:
-        """Log in, retrying with backoff (each failure is reported by locust)."""
-        delay = 1.0
-        while True:
-            body = {"email": self.cred.email, "password": self.cred.password}
-            response = self.client.post(
-                "/v1/market/auth/login", json=body, name="/v1/market/auth/login"
-            )
-            if response.status_code == 200:
-                session = response.json()
-                self.access_token = session["access_token"]
-                self.login_at = time.monotonic() + 0.8 * float(session["expires_in"])
-                return
-            gevent.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 30.0)
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-    def ready(self) -> bool:
-        """A connected socket joined to every channel of this user, with a fresh token.
-        False while backing off after a failure."""
-        socket = self.socket
-        socket.check_overdue()
-        if socket.token_expired or time.monotonic() > self.login_at:
-            self.login()
-            if socket.alive:
-                try:
-                    socket.refresh(self.access_token)
-                except WS_ERRORS:
-                    pass
-        if socket.alive and all(c in socket.joined for c in self.channels):
-            return True
-        if time.monotonic() < self.retry_at:
-            return False
-        try:
-            if not socket.alive:
-                socket.connect(self.access_token, name="reconnect" if socket.joined else "connect")
-            for channel in self.channels:
-                if channel not in socket.joined:
-                    since = socket.last_seq.get(channel)
-                    name = "join" if since is None else "resume (join since)"
-                    socket.join(channel, since, name=name)
-        except WS_ERRORS:
-            self.retry_at = time.monotonic() + self.backoff * random.uniform(0.5, 1.5)
-            self.backoff = min(self.backoff * 2, 30.0)
-            return False
-        self.backoff = 1.0
-        return True
+    def channels_to_join(self) -> list[str]:
+        return self.channels
 
 
 class MarketChatter(MarketUser):
@@ -276,23 +153,13 @@ class MarketChatter(MarketUser):
 
     @task(10)
     def chat(self) -> None:
-        if not self.ready():
-            return
-        try:
-            self.socket.send_message(self.channels[0], random.choice(LINES))
-        except WsRefused as refused:
-            if refused.code == "rate_limited":
-                gevent.sleep(min(refused.retry_after_ms / 1000, 60.0))
-        except WS_ERRORS:
-            pass
+        self.say(self.channels[0], random.choice(LINES))
 
     @task(3)
     def read(self) -> None:
         if self.ready():
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.read(self.channels[0])
-            except WS_ERRORS:
-                pass
 
     @task(1)
     def history(self) -> None:
@@ -336,13 +203,8 @@ class MarketCourier(MarketUser):
             "text": "position",
             "metadata": {"lat": lat, "lon": lon},
         }
-        try:
+        with honouring_rate_limits():
             self.socket.request(frame, "position (ack)")
-        except WsRefused as refused:
-            if refused.code == "rate_limited":
-                gevent.sleep(min(refused.retry_after_ms / 1000, 60.0))
-        except WS_ERRORS:
-            pass
 
 
 class MarketWatcher(MarketUser):

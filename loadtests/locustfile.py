@@ -32,29 +32,21 @@ and failures `connection lost` / `removed from channel`.
 
 from __future__ import annotations
 
-import csv
-import functools
-import itertools
 import random
-import sys
-import time
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import gevent
-from locust import FastHttpUser, events, task
-from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust import task
 
-from loadtests.ws_user import ChatSocket, WebSocketClosed, WsRefused, add_option, new_post_token
+from loadtests.credential_pools import Credential, CredentialPools, Option, SeededCredentials
+from loadtests.realm_users import WS_ERRORS, SeededUser, SocketUser, honouring_rate_limits
+from loadtests.ws_user import WsRefused, new_post_token
 
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "credentials.csv"
-WS_ERRORS = (WsRefused, WebSocketClosed, TimeoutError, OSError)  # already reported as events
 
 
-def _options(parser: Any) -> None:
-    option = functools.partial(add_option, parser)
+def _options(option: Option) -> None:
     option("--gateway-url", "ws://127.0.0.1:8765/ws", "the gateway's WebSocket URL")
     option("--credentials", str(DEFAULT_CREDENTIALS), "credentials CSV from loadtests.seed")
     option("--chat-weight", 10, "weight of ChatUser", int)
@@ -72,145 +64,50 @@ def _options(parser: Any) -> None:
     option("--ws-recv-sample", 0.1, "share of others' messages timed commit-to-receive", float)
 
 
-def _configure(environment: Environment, **_kwargs: Any) -> None:
-    options = environment.parsed_options
-    if options is None:
-        return
-    if not Path(options.credentials).is_file():
-        sys.exit(
-            f"{options.credentials} does not exist: seed first"
-            " (python -m loadtests.seed, docs/loadtesting.md)"
-        )
+def _configure(options: Any) -> None:
     ChatUser.weight = max(0, options.chat_weight)
     InboxUser.weight = max(0, options.inbox_weight)
     AnalystUser.fixed_count = max(1, options.analyst_users)
 
 
-events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
-events.init.add_listener(_configure)  # type: ignore[no-untyped-call]
+def _pools(rows: list[Credential], worker_index: int) -> CredentialPools:
+    """The seeded users by role. Traders are shuffled (differently per worker process),
+    analysts stay in rank order (the hottest first; worker n starts at rank n + 1)."""
+    rng = random.Random(1000 + worker_index)
+    traders = [r for r in rows if r.user_type == "trader"]
+    chat = [r for r in traders if r.channels]
+    inbox = traders[:]
+    rng.shuffle(chat)
+    rng.shuffle(inbox)
+    return CredentialPools(
+        {"chat": chat, "inbox": inbox, "analyst": [r for r in rows if r.user_type == "analyst"]},
+        "the credentials file has no {pool} users",
+        starts={"analyst": worker_index},
+    )
 
 
-# --- credentials --------------------------------------------------------------------------------
+SEEDED = SeededCredentials(
+    "credentials", DEFAULT_CREDENTIALS, "python -m loadtests.seed, docs/loadtesting.md", _pools
+)
+SEEDED.register(_options, _configure)
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
-    email: str
-    password: str
-    user_type: str
-    user_id: str
-    channels: tuple[str, ...]
-
-
-class CredentialPools:
-    """The seeded users, split by role: each new locust user takes the next one of its pool.
-    Traders are shuffled (differently per worker process), analysts stay in rank order (the
-    hottest first; worker n starts at rank n + 1)."""
-
-    def __init__(self, path: Path, worker_index: int = 0) -> None:
-        names: dict[str, str] = {}  # one string per channel and password, not one per row
-        with path.open(newline="") as f:
-            rows = [
-                Credential(
-                    r["email"],
-                    names.setdefault(r["password"], r["password"]),
-                    names.setdefault(r["user_type"], r["user_type"]),
-                    r["user_id"],
-                    tuple(names.setdefault(c, c) for c in r["channels"].split()),
-                )
-                for r in csv.DictReader(f)
-            ]
-        rng = random.Random(1000 + worker_index)
-        traders = [r for r in rows if r.user_type == "trader"]
-        chat = [r for r in traders if r.channels]
-        inbox = traders[:]
-        rng.shuffle(chat)
-        rng.shuffle(inbox)
-        self.pools: dict[str, list[Credential]] = {
-            "chat": chat,
-            "inbox": inbox,
-            "analyst": [r for r in rows if r.user_type == "analyst"],
-        }
-        self._next = {name: itertools.count() for name in self.pools}
-        self._next["analyst"] = itertools.count(worker_index)
-
-    def take(self, pool: str) -> Credential:
-        rows = self.pools[pool]
-        if not rows:
-            raise SystemExit(f"the credentials file has no {pool} users")
-        return rows[next(self._next[pool]) % len(rows)]
-
-
-_pools: CredentialPools | None = None
-
-
-def pools(environment: Environment) -> CredentialPools:
-    global _pools
-    if _pools is None:
-        runner = environment.runner
-        index = runner.worker_index if isinstance(runner, WorkerRunner) else 0
-        options = environment.parsed_options
-        path = Path(options.credentials) if options else DEFAULT_CREDENTIALS
-        _pools = CredentialPools(path, worker_index=index)
-    return _pools
-
-
-# --- users ----------------------------------------------------------------------------------------
-
-
-class SwitchboardUser(FastHttpUser):
+class SwitchboardUser(SeededUser):
     """A logged-in user of the REST API; keeps its access token fresh."""
 
     abstract = True
     host = "http://127.0.0.1:8080"
-    pool = ""
+    seeded = SEEDED
+    login_path = "/v1/auth/login"
+    refresh_path = "/v1/auth/refresh"
 
-    def on_start(self) -> None:
-        self.cred = pools(self.environment).take(self.pool)
-        self.access_token = ""
-        self.refresh_token = ""
-        self.refresh_at = 0.0
-        self.user_id = self.cred.user_id
-        self.login()
-
-    @property
-    def options(self) -> Any:
-        return self.environment.parsed_options
-
-    def login(self) -> None:
-        """Log in, retrying with backoff (each failure is reported by locust)."""
-        delay = 1.0
-        while True:
-            body = {"email": self.cred.email, "password": self.cred.password}
-            response = self.client.post("/v1/auth/login", json=body, name="/v1/auth/login")
-            if response.status_code == 200:
-                self._take_session(response.json())
-                return
-            gevent.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 30.0)
-
-    def _take_session(self, session: dict[str, Any]) -> None:
-        self.access_token = session["access_token"]
-        self.refresh_token = session["refresh_token"]
-        self.user_id = session["user"]["id"]
-        self.refresh_at = time.monotonic() + 0.8 * float(session["expires_in"])
-
-    def fresh_token(self, force: bool = False) -> bool:
-        """Refresh the access token when 80 % of its lifetime has passed; True if it changed."""
-        if not force and time.monotonic() < self.refresh_at:
-            return False
-        response = self.client.post(
-            "/v1/auth/refresh", json={"refresh_token": self.refresh_token}, name="/v1/auth/refresh"
-        )
-        if response.status_code == 200:
-            self._take_session(response.json())
-        else:
-            self.login()
-        return True
+    def take_session(self, answer: dict[str, Any]) -> None:
+        super().take_session(answer)
+        self.user_id = answer["user"]["id"]
 
     def auth(self) -> dict[str, str]:
         self.fresh_token()
-        return {"Authorization": f"Bearer {self.access_token}"}
+        return super().auth()
 
 
 CHAT_LINES = (
@@ -236,7 +133,7 @@ def chat_text() -> str:
     return text
 
 
-class ChatUser(SwitchboardUser):
+class ChatUser(SocketUser, SwitchboardUser):
     """A trader with the app open: one socket, a few joined rooms, sending now and then."""
 
     weight = 10
@@ -245,62 +142,25 @@ class ChatUser(SwitchboardUser):
     def wait_time(self) -> float:
         return random.uniform(self.options.chat_wait_min, self.options.chat_wait_max)
 
-    def on_start(self) -> None:
-        super().on_start()
+    def recv_sample(self) -> float:
+        return float(self.options.ws_recv_sample)
+
+    def choose_channels(self) -> None:
         self.channels = list(self.cred.channels[: max(1, self.options.chat_channels)])
-        self.socket = ChatSocket(
-            self.options.gateway_url,
-            self.environment.events.request.fire,
-            timeout=self.options.ws_timeout,
-            recv_sample=self.options.ws_recv_sample,
-        )
-        self.retry_at = 0.0
-        self.backoff = 1.0
-        self.ensure_socket()
 
-    def on_stop(self) -> None:
-        if hasattr(self, "socket"):
-            self.socket.close()
+    def channels_to_join(self) -> list[str]:
+        return self.channels
 
-    def ensure_socket(self) -> bool:
-        """A connected socket with every channel joined; reconnects (resuming with `since`)
-        after the server ended it, and keeps the token fresh. False while backing off."""
-        socket = self.socket
-        socket.check_overdue()
-        if self.fresh_token(force=socket.token_expired) and socket.alive:
-            try:
-                socket.refresh(self.access_token)
-            except WS_ERRORS:
-                pass
-        if socket.alive and len(socket.joined) == len(self.channels):
-            return True
-        if time.monotonic() < self.retry_at:
-            return False
+    def join(self, channel: str) -> None:
         try:
-            if not socket.alive:
-                socket.connect(
-                    self.access_token, name="reconnect" if socket.last_seq else "connect"
-                )
-            for channel in list(self.channels):
-                if channel not in socket.joined:
-                    since = socket.last_seq.get(channel)
-                    try:
-                        socket.join(
-                            channel, since, name="join" if since is None else "resume (join since)"
-                        )
-                    except WsRefused as refused:  # reported; this user cannot have it now
-                        if refused.code not in ("forbidden", "not_found"):
-                            raise
-                        self.channels.remove(channel)
-        except WS_ERRORS:
-            self.retry_at = time.monotonic() + self.backoff * random.uniform(0.5, 1.5)
-            self.backoff = min(self.backoff * 2, 30.0)
-            return False
-        self.backoff = 1.0
-        return True
+            super().join(channel)
+        except WsRefused as refused:  # reported; this user cannot have it now
+            if refused.code not in ("forbidden", "not_found"):
+                raise
+            self.channels.remove(channel)
 
     def channel(self) -> str | None:
-        if not self.ensure_socket() or not self.socket.joined:
+        if not self.ready() or not self.socket.joined:
             return None
         return random.choice(list(self.socket.joined))
 
@@ -309,53 +169,39 @@ class ChatUser(SwitchboardUser):
         channel = self.channel()
         if channel is None:
             return
-        try:
+        with honouring_rate_limits():
             if random.random() < 0.3:
                 self.socket.typing(channel)
             self.socket.send_message(channel, chat_text())
-        except WsRefused as refused:
-            if refused.code == "rate_limited":  # reported; honour it, then carry on
-                gevent.sleep(min(refused.retry_after_ms / 1000, 60.0))
-        except WS_ERRORS:
-            pass
 
     @task(1)
     def history(self) -> None:
         channel = self.channel()
         if channel is not None:
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.history(channel, limit=random.choice((20, 50)))
-            except WS_ERRORS:
-                pass
 
     @task(2)
     def mark_read(self) -> None:
         channel = self.channel()
         if channel is not None:
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.read(channel)
-            except WS_ERRORS:
-                pass
 
     @task(1)
     def presence(self) -> None:
         channel = self.channel()
         if channel is not None:
-            try:
+            with suppress(*WS_ERRORS):
                 self.socket.presence(channel)
-            except WS_ERRORS:
-                pass
 
     @task(1)
     def reconnect_and_resume(self) -> None:
         """The app went to the background (or the network dropped): a new socket, and every
         channel rejoined with `since`, so missed messages are replayed."""
-        if not self.ensure_socket():
-            return
-        try:
-            self.socket.resume(self.access_token, self.channels)
-        except WS_ERRORS:
-            pass
+        if self.ready():
+            with suppress(*WS_ERRORS):
+                self.socket.resume(self.access_token, self.channels)
 
 
 SYMBOLS = ("RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT", "M&M")

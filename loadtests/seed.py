@@ -30,24 +30,14 @@ analysts (in rank order, hottest first) before traders.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import bcrypt
 
-from loadtests.seeding import (
-    count,
-    drop_temp_tables,
-    progress,
-    seed_database,
-    write_credentials,
-)
+from loadtests.seed_command import SeedCommand
+from loadtests.seeding import LoginConfig, RunReport, SeedRun, count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "credentials.csv"
@@ -55,17 +45,13 @@ CREDENTIAL_COLUMNS = ("email", "password", "user_type", "user_id", "channels")
 
 
 @dataclass(frozen=True)
-class SeedConfig:
+class SeedConfig(LoginConfig):
     users: int = 100_000  # traders
     analysts: int = 200
     hot_channels: int = 5
     hot_share: float = 0.5
     zipf: float = 1.0
-    password: str = "loadtest-password"
-    bcrypt_rounds: int = 4
     message_rate_limit: int = 30
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    domain: str = "loadtest.example.com"
     random_seed: float | None = None
 
     def check(self) -> None:
@@ -75,19 +61,13 @@ class SeedConfig:
             raise ValueError("--hot-channels must be between 0 and --analysts")
         if not 0 <= self.hot_share <= 1:
             raise ValueError("--hot-share must be between 0 and 1")
-        if not 4 <= self.bcrypt_rounds <= 16:
-            raise ValueError("--bcrypt-rounds must be between 4 and 16")
-        if len(self.password) < 8 or len(self.password.encode()) > 72:
-            raise ValueError("--password must be 8 characters to 72 bytes (bcrypt's limit)")
-        if not self.tag.isalnum() or self.tag != self.tag.lower():
-            raise ValueError("--tag must be lower-case letters and digits")
+        super().check()
         if not 1 <= self.message_rate_limit <= 100_000:
             raise ValueError("--message-rate-limit must be at least 1")
 
 
 @dataclass
-class SeedReport:
-    tag: str
+class SeedReport(RunReport):
     analysts: int = 0
     traders: int = 0
     tiers: int = 0
@@ -96,11 +76,6 @@ class SeedReport:
     credentials: int = 0
     chat_users: int = 0  # traders with at least one channel to join
     hot: list[tuple[str, int]] = field(default_factory=list)  # (channel, members allowed in)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.timings.values())
 
 
 def zipf_bounds(n: int, exponent: float) -> list[float]:
@@ -312,72 +287,48 @@ async def seed(
     file to `out` (None: no file). Returns counts, the hot channels and per-step timings."""
     config.check()
     report = SeedReport(tag=config.tag)
-    clock = time.perf_counter()
-
-    def step(name: str, detail: str = "") -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.timings[name] = now - clock
-        clock = now
-        say(f"{name:<14} {report.timings[name]:6.2f} s  {detail}".rstrip())
-
-    password_hash = bcrypt.hashpw(
-        config.password.encode(), bcrypt.gensalt(config.bcrypt_rounds)
-    ).decode()
-    step("bcrypt", f"one hash at cost {config.bcrypt_rounds}, shared by every user")
-    bounds = zipf_bounds(config.analysts, config.zipf)
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
+    async with SeedRun(conn, config, report, say, _TEMP_TABLES) as run:
+        bounds = zipf_bounds(config.analysts, config.zipf)
+        async with run.transaction():
             if config.random_seed is not None:
                 await conn.execute("SELECT setseed($1)", config.random_seed)
             await conn.execute(_ANALYSTS, config.analysts, config.hot_channels)
             report.analysts = count(
-                await conn.execute(_ANALYST_USERS, config.tag, config.domain, password_hash)
+                await conn.execute(_ANALYST_USERS, config.tag, config.domain, run.password_hash)
             )
             await conn.execute(_PROFILES, config.tag)
-            step("analysts", f"{report.analysts:,} users with approved profiles")
+            run.step("analysts", f"{report.analysts:,} users with approved profiles")
             await conn.execute(_TIERS)
             report.tiers = count(await conn.execute(_TIER_ROWS))
             await conn.execute(_CHANNELS, config.hot_channels)
             report.channels = count(await conn.execute(_CHANNEL_ROWS, config.message_rate_limit))
-            step("tiers+channels", f"{report.tiers:,} tiers, {report.channels:,} channels")
+            run.step("tiers+channels", f"{report.tiers:,} tiers, {report.channels:,} channels")
             await conn.execute(_TRADERS, config.users)
             report.traders = count(
-                await conn.execute(_TRADER_USERS, config.tag, config.domain, password_hash)
+                await conn.execute(_TRADER_USERS, config.tag, config.domain, run.password_hash)
             )
-            step("traders", f"{report.traders:,} users")
+            run.step("traders", f"{report.traders:,} users")
             await conn.execute(_PICKS, config.hot_share, config.hot_channels, bounds)
             report.subscriptions = count(await conn.execute(_SUBSCRIPTIONS))
-            step("subscriptions", f"{report.subscriptions:,} (Zipf over analysts)")
-        # Fresh statistics, so the API's and gateway's first queries plan well.
-        await conn.execute(
-            "ANALYZE analyst.users, analyst.analyst_profiles, analyst.subscription_tiers,"
+            run.step("subscriptions", f"{report.subscriptions:,} (Zipf over analysts)")
+        await run.analyze(
+            "analyst.users, analyst.analyst_profiles, analyst.subscription_tiers,"
             " analyst.chat_channels, analyst.subscriptions"
         )
-        step("analyze")
         await conn.execute(_JOINABLE)
         await conn.execute("ANALYZE lt_joinable")
         report.chat_users = int(
             await conn.fetchval("SELECT count(DISTINCT user_id) FROM lt_joinable")
         )
         report.hot = [(r["channel"], int(r["members"])) for r in await conn.fetch(_HOT)]
-        if out is not None:
-            report.credentials = await write_credentials(
-                conn, _CREDENTIALS, out, config.tag, config.domain, config.password
-            )
-        step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
-    finally:
-        await drop_temp_tables(conn, _TEMP_TABLES)
+        report.credentials = await run.write_credentials(
+            _CREDENTIALS, out, config.tag, config.domain, config.password
+        )
     return report
 
 
-def _parse(argv: list[str] | None) -> tuple[SeedConfig, Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.seed",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _parse(command: SeedCommand, argv: list[str] | None) -> tuple[SeedConfig, Path]:
+    parser = command.parser
     parser.add_argument("--users", type=int, default=100_000, help="traders (default 100000)")
     parser.add_argument("--analysts", type=int, default=200, help="analysts (default 200)")
     parser.add_argument(
@@ -395,65 +346,45 @@ def _parse(argv: list[str] | None) -> tuple[SeedConfig, Path]:
     parser.add_argument(
         "--zipf", type=float, default=1.0, help="Zipf exponent over analyst ranks (default 1.0)"
     )
-    parser.add_argument("--password", default=SeedConfig.password, help="everyone's password")
-    parser.add_argument(
-        "--bcrypt-rounds", type=int, default=4, help="cost of the one shared hash (default 4)"
-    )
+    command.add_login_arguments(password_help="everyone's password")
     parser.add_argument(
         "--message-rate-limit",
         type=int,
         default=30,
         help="messages per user per minute in every seeded channel (default 30)",
     )
-    parser.add_argument("--tag", default=None, help="e-mail tag of this run (default: random)")
-    parser.add_argument("--domain", default=SeedConfig.domain, help="e-mail domain")
+    command.add_run_arguments()
     parser.add_argument(
-        "--seed", type=float, default=None, help="setseed() value in [-1, 1] for a repeatable run"
+        "--seed",
+        type=float,
+        default=None,
+        dest="random_seed",
+        metavar="SEED",
+        help="setseed() value in [-1, 1] for a repeatable run",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="credentials CSV")
-    args = parser.parse_args(argv)
-    config = SeedConfig(
-        users=args.users,
-        analysts=args.analysts,
-        hot_channels=args.hot_channels,
-        hot_share=args.hot_share,
-        zipf=args.zipf,
-        password=args.password,
-        bcrypt_rounds=args.bcrypt_rounds,
-        message_rate_limit=args.message_rate_limit,
-        domain=args.domain,
-        random_seed=args.seed,
-        **({"tag": args.tag} if args.tag else {}),
-    )
-    try:
-        config.check()
-    except ValueError as exc:
-        parser.error(str(exc))
-    return config, args.out
+    return command.parse(SeedConfig, DEFAULT_OUT, argv)
 
 
-async def _main(config: SeedConfig, out: Path) -> None:
-    say = progress("seed")
-    async with seed_database("analyst.subscriptions") as conn:
-        say(
-            f"tag {config.tag}: {config.analysts:,} analysts ({config.hot_channels} hot), "
-            f"{config.users:,} traders"
-        )
-        report = await seed(conn, config, out, say)
-    say(
+def _summary(report: SeedReport) -> list[str]:
+    return [
         f"done in {report.seconds:.1f} s: {report.analysts + report.traders:,} users, "
         f"{report.subscriptions:,} subscriptions, {report.channels:,} channels; "
-        f"{report.chat_users:,} traders may join a channel"
-    )
-    for channel, members in report.hot:
-        say(f"hot channel {channel}: {members:,} traders may join")
-    say(f"password for every seeded user: {config.password}")
-    say(f"credentials: {out}")
+        f"{report.chat_users:,} traders may join a channel",
+        *(
+            f"hot channel {channel}: {members:,} traders may join"
+            for channel, members in report.hot
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, out = _parse(argv)
-    asyncio.run(_main(config, out))
+    command = SeedCommand("seed", __doc__)
+    config, out = _parse(command, argv)
+    opening = (
+        f"tag {config.tag}: {config.analysts:,} analysts ({config.hot_channels} hot), "
+        f"{config.users:,} traders"
+    )
+    command.run("analyst.subscriptions", seed, config, out, opening, _summary)
 
 
 if __name__ == "__main__":

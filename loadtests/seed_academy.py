@@ -27,25 +27,15 @@ For `make demo`'s small hand-made academy data see realms/academy/demo.py (tools
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import bcrypt
 
-from loadtests.seeding import (
-    count,
-    drop_temp_tables,
-    progress,
-    seed_database,
-    write_credentials,
-)
+from loadtests.seed_command import SeedCommand
+from loadtests.seeding import LoginConfig, RunReport, SeedRun, count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "academy_credentials.csv"
@@ -55,16 +45,12 @@ LEVEL_BASE = 1000
 
 
 @dataclass(frozen=True)
-class AcademySeedConfig:
+class AcademySeedConfig(LoginConfig):
     learners: int = 10_000
     sessions: int = 5
     hot_share: float = 0.5
     lessons: int = 30
     gates: int = 10  # lessons per level
-    password: str = "loadtest-password"
-    bcrypt_rounds: int = 4
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    domain: str = "loadtest.example.com"
 
     def check(self) -> None:
         if self.learners < 0 or self.sessions < 1:
@@ -73,12 +59,7 @@ class AcademySeedConfig:
             raise ValueError("--hot-share must be between 0 and 1")
         if self.lessons < 0 or self.gates < 1:
             raise ValueError("--lessons must be at least 0 and --gates at least 1")
-        if not 4 <= self.bcrypt_rounds <= 16:
-            raise ValueError("--bcrypt-rounds must be between 4 and 16")
-        if len(self.password) < 8 or len(self.password.encode()) > 72:
-            raise ValueError("--password must be 8 characters to 72 bytes (bcrypt's limit)")
-        if not self.tag.isalnum() or self.tag != self.tag.lower():
-            raise ValueError("--tag must be lower-case letters and digits")
+        super().check()
 
 
 @dataclass(frozen=True)
@@ -93,19 +74,13 @@ class SeededSession:
 
 
 @dataclass
-class AcademySeedReport:
-    tag: str
+class AcademySeedReport(RunReport):
     hosts: int = 0
     learners: int = 0
     lessons: int = 0
     registrations: int = 0
     credentials: int = 0
     sessions: list[SeededSession] = field(default_factory=list)  # session 1 (hot) first
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.timings.values())
 
 
 _TEMP_TABLES = ("lt_ac_hosts", "lt_ac_learners", "lt_ac_sessions")
@@ -206,29 +181,15 @@ async def seed(
     the credentials file to `out` (None: no file)."""
     config.check()
     report = AcademySeedReport(tag=config.tag)
-    clock = time.perf_counter()
-
-    def step(name: str, detail: str = "") -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.timings[name] = now - clock
-        clock = now
-        say(f"{name:<14} {report.timings[name]:6.2f} s  {detail}".rstrip())
-
-    password_hash = bcrypt.hashpw(
-        config.password.encode(), bcrypt.gensalt(config.bcrypt_rounds)
-    ).decode()
-    step("bcrypt", f"one hash at cost {config.bcrypt_rounds}, shared by every user")
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
+    async with SeedRun(conn, config, report, say, _TEMP_TABLES) as run:
+        async with run.transaction():
             await conn.execute(_HOSTS, config.sessions)
             await conn.execute(_LEARNERS, config.learners, config.hot_share, config.sessions)
-            users = count(await conn.execute(_USERS, config.tag, config.domain, password_hash))
+            users = count(await conn.execute(_USERS, config.tag, config.domain, run.password_hash))
             await conn.execute(_PROFILES)
             await conn.execute(_STREAKS)
             report.hosts, report.learners = config.sessions, config.learners
-            step("users", f"{users:,} users with profiles and streaks")
+            run.step("users", f"{users:,} users with profiles and streaks")
             level = int(
                 await conn.fetchval(
                     "SELECT coalesce(max(level_id) + 1, $1) FROM academy.lessons"
@@ -239,35 +200,26 @@ async def seed(
             report.lessons = count(
                 await conn.execute(_LESSONS, config.lessons, level, config.gates, config.tag)
             )
-            step("lessons", f"{report.lessons:,} lessons from level {level}")
+            run.step("lessons", f"{report.lessons:,} lessons from level {level}")
             await conn.execute(_SESSIONS, config.tag)
             report.registrations = count(await conn.execute(_REGISTRATIONS))
             report.sessions = [
                 SeededSession(r["id"], r["host_id"], int(r["n"]))
                 for r in await conn.fetch(_SESSION_REPORT)
             ]
-            step("sessions", f"{config.sessions} live, {report.registrations:,} registrations")
-        await conn.execute(
-            "ANALYZE academy.users, academy.user_profiles, academy.live_sessions,"
+            run.step("sessions", f"{config.sessions} live, {report.registrations:,} registrations")
+        await run.analyze(
+            "academy.users, academy.user_profiles, academy.live_sessions,"
             " academy.session_participants"
         )
-        step("analyze")
-        if out is not None:
-            report.credentials = await write_credentials(
-                conn, _CREDENTIALS, out, config.tag, config.domain, config.password
-            )
-        step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
-    finally:
-        await drop_temp_tables(conn, _TEMP_TABLES)
+        report.credentials = await run.write_credentials(
+            _CREDENTIALS, out, config.tag, config.domain, config.password
+        )
     return report
 
 
-def _parse(argv: list[str] | None) -> tuple[AcademySeedConfig, Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.seed_academy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _parse(command: SeedCommand, argv: list[str] | None) -> tuple[AcademySeedConfig, Path]:
+    parser = command.parser
     parser.add_argument("--learners", type=int, default=10_000, help="learners (default 10000)")
     parser.add_argument(
         "--sessions", type=int, default=5, help="live sessions, one host each (default 5)"
@@ -280,47 +232,23 @@ def _parse(argv: list[str] | None) -> tuple[AcademySeedConfig, Path]:
     )
     parser.add_argument("--lessons", type=int, default=30, help="lessons (default 30)")
     parser.add_argument("--gates", type=int, default=10, help="lessons per level (default 10)")
-    parser.add_argument("--password", default=AcademySeedConfig.password, help="the password")
-    parser.add_argument(
-        "--bcrypt-rounds", type=int, default=4, help="cost of the one shared hash (default 4)"
-    )
-    parser.add_argument("--tag", default=None, help="e-mail tag of this run (default: random)")
-    parser.add_argument("--domain", default=AcademySeedConfig.domain, help="e-mail domain")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="credentials CSV")
-    args = parser.parse_args(argv)
-    config = AcademySeedConfig(
-        learners=args.learners,
-        sessions=args.sessions,
-        hot_share=args.hot_share,
-        lessons=args.lessons,
-        gates=args.gates,
-        password=args.password,
-        bcrypt_rounds=args.bcrypt_rounds,
-        domain=args.domain,
-        **({"tag": args.tag} if args.tag else {}),
-    )
-    try:
-        config.check()
-    except ValueError as exc:
-        parser.error(str(exc))
-    return config, args.out
+    command.add_login_arguments()
+    command.add_run_arguments()
+    return command.parse(AcademySeedConfig, DEFAULT_OUT, argv)
 
 
-async def _main(config: AcademySeedConfig, out: Path) -> None:
-    say = progress("seed_academy")
-    async with seed_database("academy.live_sessions") as conn:
-        say(f"tag {config.tag}: {config.sessions} live sessions, {config.learners:,} learners")
-        report = await seed(conn, config, out, say)
-    say(f"done in {report.seconds:.1f} s")
-    for s in report.sessions:
-        say(f"{s.channel}: host {s.host_id}, {s.participants:,} registered learners")
-    say(f"password for every seeded user: {config.password}")
-    say(f"credentials: {out}")
+def _summary(report: AcademySeedReport) -> list[str]:
+    return [f"done in {report.seconds:.1f} s"] + [
+        f"{s.channel}: host {s.host_id}, {s.participants:,} registered learners"
+        for s in report.sessions
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, out = _parse(argv)
-    asyncio.run(_main(config, out))
+    command = SeedCommand("seed_academy", __doc__)
+    config, out = _parse(command, argv)
+    opening = f"tag {config.tag}: {config.sessions} live sessions, {config.learners:,} learners"
+    command.run("academy.live_sessions", seed, config, out, opening, _summary)
 
 
 if __name__ == "__main__":

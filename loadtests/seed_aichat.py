@@ -24,24 +24,14 @@ user's `aichat.conv:<id>` channels, space-separated).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import bcrypt
 
-from loadtests.seeding import (
-    count,
-    drop_temp_tables,
-    progress,
-    seed_database,
-    write_credentials,
-)
+from loadtests.seed_command import SeedCommand
+from loadtests.seeding import LoginConfig, RunReport, SeedRun, count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "aichat_credentials.csv"
@@ -53,16 +43,12 @@ PROMPT_TOKENS, COMPLETION_TOKENS = 24, 12
 
 
 @dataclass(frozen=True)
-class AichatSeedConfig:
+class AichatSeedConfig(LoginConfig):
     users: int = 1000
     conversations: int = 2  # per user
     history: int = 6  # messages per conversation
     tier: str = "PRO"
     model: str = "gpt-4o"
-    password: str = "loadtest-password"
-    bcrypt_rounds: int = 4
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    domain: str = "loadtest.example.com"
 
     def check(self) -> None:
         if self.users < 0 or self.conversations < 0 or self.history < 0:
@@ -71,26 +57,15 @@ class AichatSeedConfig:
             raise ValueError(f"--tier must be one of {', '.join(TIERS)}")
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}")
-        if not 4 <= self.bcrypt_rounds <= 16:
-            raise ValueError("--bcrypt-rounds must be between 4 and 16")
-        if len(self.password) < 8 or len(self.password.encode()) > 72:
-            raise ValueError("--password must be 8 characters to 72 bytes (bcrypt's limit)")
-        if not self.tag.isalnum() or self.tag != self.tag.lower():
-            raise ValueError("--tag must be lower-case letters and digits")
+        super().check()
 
 
 @dataclass
-class AichatSeedReport:
-    tag: str
+class AichatSeedReport(RunReport):
     users: int = 0
     conversations: int = 0
     messages: int = 0
     credentials: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.timings.values())
 
 
 _TEMP_TABLES = ("lt_ai_users", "lt_ai_conversations", "lt_ai_messages")
@@ -197,29 +172,17 @@ async def seed(
     credentials file to `out` (None: no file)."""
     config.check()
     report = AichatSeedReport(tag=config.tag)
-    clock = time.perf_counter()
-
-    def step(name: str, detail: str = "") -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.timings[name] = now - clock
-        clock = now
-        say(f"{name:<14} {report.timings[name]:6.2f} s  {detail}".rstrip())
-
-    password_hash = bcrypt.hashpw(
-        config.password.encode(), bcrypt.gensalt(config.bcrypt_rounds)
-    ).decode()
-    step("bcrypt", f"one hash at cost {config.bcrypt_rounds}, shared by every user")
     provider = "anthropic" if config.model.startswith("claude") else "openai"
     tokens = (PROMPT_TOKENS, COMPLETION_TOKENS)
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
+    async with SeedRun(conn, config, report, say, _TEMP_TABLES) as run:
+        async with run.transaction():
             await conn.execute(_USER_IDS, config.users)
             report.users = count(
-                await conn.execute(_USERS, config.tag, config.domain, password_hash, config.tier)
+                await conn.execute(
+                    _USERS, config.tag, config.domain, run.password_hash, config.tier
+                )
             )
-            step("users", f"{report.users:,} verified {config.tier} users")
+            run.step("users", f"{report.users:,} verified {config.tier} users")
             history = config.history
             await conn.execute(
                 _CONVERSATIONS, config.tag, history, config.model, *tokens, config.conversations
@@ -230,34 +193,25 @@ async def seed(
             await conn.execute(_MESSAGE_IDS, history)
             report.messages = count(await conn.execute(_MESSAGES, *tokens, config.model))
             await conn.execute(_TOKEN_USAGE, *tokens, config.model, provider)
-            step(
+            run.step(
                 "conversations",
                 f"{report.conversations:,} on {config.model}, {report.messages:,} messages",
             )
             await conn.execute(_USAGE_TRACKING, config.conversations, config.tier, *tokens)
             await conn.execute(_USERS_TOKENS)
-            step("usage", "token_usage per reply, usage_tracking of this month")
-        await conn.execute(
-            "ANALYZE aichat.users, aichat.conversations, aichat.messages, aichat.token_usage,"
+            run.step("usage", "token_usage per reply, usage_tracking of this month")
+        await run.analyze(
+            "aichat.users, aichat.conversations, aichat.messages, aichat.token_usage,"
             " aichat.usage_tracking"
         )
-        step("analyze")
-        if out is not None:
-            report.credentials = await write_credentials(
-                conn, _CREDENTIALS, out, config.tag, config.domain, config.password
-            )
-        step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
-    finally:
-        await drop_temp_tables(conn, _TEMP_TABLES)
+        report.credentials = await run.write_credentials(
+            _CREDENTIALS, out, config.tag, config.domain, config.password
+        )
     return report
 
 
-def _parse(argv: list[str] | None) -> tuple[AichatSeedConfig, Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.seed_aichat",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _parse(command: SeedCommand, argv: list[str] | None) -> tuple[AichatSeedConfig, Path]:
+    parser = command.parser
     parser.add_argument("--users", type=int, default=1000, help="users (default 1000)")
     parser.add_argument(
         "--conversations", type=int, default=2, help="conversations per user (default 2)"
@@ -267,48 +221,23 @@ def _parse(argv: list[str] | None) -> tuple[AichatSeedConfig, Path]:
     )
     parser.add_argument("--tier", default="PRO", choices=TIERS, help="plan tier (default PRO)")
     parser.add_argument("--model", default="gpt-4o", choices=MODELS, help="default gpt-4o")
-    parser.add_argument("--password", default=AichatSeedConfig.password, help="the password")
-    parser.add_argument(
-        "--bcrypt-rounds", type=int, default=4, help="cost of the one shared hash (default 4)"
-    )
-    parser.add_argument("--tag", default=None, help="e-mail tag of this run (default: random)")
-    parser.add_argument("--domain", default=AichatSeedConfig.domain, help="e-mail domain")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="credentials CSV")
-    args = parser.parse_args(argv)
-    config = AichatSeedConfig(
-        users=args.users,
-        conversations=args.conversations,
-        history=args.history,
-        tier=args.tier,
-        model=args.model,
-        password=args.password,
-        bcrypt_rounds=args.bcrypt_rounds,
-        domain=args.domain,
-        **({"tag": args.tag} if args.tag else {}),
-    )
-    try:
-        config.check()
-    except ValueError as exc:
-        parser.error(str(exc))
-    return config, args.out
+    command.add_login_arguments()
+    command.add_run_arguments()
+    return command.parse(AichatSeedConfig, DEFAULT_OUT, argv)
 
 
-async def _main(config: AichatSeedConfig, out: Path) -> None:
-    say = progress("seed_aichat")
-    async with seed_database("aichat.conversations") as conn:
-        say(
-            f"tag {config.tag}: {config.users:,} users x {config.conversations} conversations"
-            f" x {config.history} messages"
-        )
-        report = await seed(conn, config, out, say)
-    say(f"done in {report.seconds:.1f} s")
-    say(f"password for every seeded user: {config.password}")
-    say(f"credentials: {out}")
+def _summary(report: AichatSeedReport) -> list[str]:
+    return [f"done in {report.seconds:.1f} s"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, out = _parse(argv)
-    asyncio.run(_main(config, out))
+    command = SeedCommand("seed_aichat", __doc__)
+    config, out = _parse(command, argv)
+    opening = (
+        f"tag {config.tag}: {config.users:,} users x {config.conversations} conversations"
+        f" x {config.history} messages"
+    )
+    command.run("aichat.conversations", seed, config, out, opening, _summary)
 
 
 if __name__ == "__main__":

@@ -32,25 +32,15 @@ were given to watch (fans).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-import bcrypt
 
-from loadtests.seeding import (
-    count,
-    drop_temp_tables,
-    progress,
-    seed_database,
-    write_credentials,
-)
+from loadtests.seed_command import SeedCommand
+from loadtests.seeding import LoginConfig, RunReport, SeedRun, count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "creator_credentials.csv"
@@ -59,7 +49,9 @@ PREMIUM_PRICE = 999  # cents
 
 
 @dataclass(frozen=True)
-class CreatorSeedConfig:
+class CreatorSeedConfig(LoginConfig):
+    max_tag = 12  # usernames lt_<tag>_<c|f><n> are 30 characters at most
+
     fans: int = 2_000
     creators: int = 50
     follows: int = 3  # creators each fan follows
@@ -68,10 +60,6 @@ class CreatorSeedConfig:
     premium_every: int = 5  # every n-th conversation has a premium message (0: none)
     streams: int = 5
     hot_share: float = 0.5
-    password: str = "loadtest-password"
-    bcrypt_rounds: int = 4
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    domain: str = "loadtest.example.com"
 
     def check(self) -> None:
         if self.fans < 0 or self.creators < 1:
@@ -86,12 +74,7 @@ class CreatorSeedConfig:
             raise ValueError("--streams must be between 0 and --creators (one per host)")
         if not 0 <= self.hot_share <= 1:
             raise ValueError("--hot-share must be between 0 and 1")
-        if not 4 <= self.bcrypt_rounds <= 16:
-            raise ValueError("--bcrypt-rounds must be between 4 and 16")
-        if len(self.password) < 8 or len(self.password.encode()) > 72:
-            raise ValueError("--password must be 8 characters to 72 bytes (bcrypt's limit)")
-        if not self.tag.isalnum() or self.tag != self.tag.lower() or len(self.tag) > 12:
-            raise ValueError("--tag must be 1 to 12 lower-case letters and digits")
+        super().check()
 
 
 @dataclass(frozen=True)
@@ -106,8 +89,7 @@ class SeededStream:
 
 
 @dataclass
-class CreatorSeedReport:
-    tag: str
+class CreatorSeedReport(RunReport):
     creators: int = 0
     fans: int = 0
     profiles: int = 0
@@ -118,11 +100,6 @@ class CreatorSeedReport:
     premium: int = 0
     credentials: int = 0
     streams: list[SeededStream] = field(default_factory=list)  # stream 1 (hot) first
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.timings.values())
 
 
 _TEMP_TABLES = ("lt_cr_users", "lt_cr_pairs", "lt_cr_streams", "lt_cr_watch")
@@ -280,33 +257,19 @@ async def seed(
     credentials file to `out` (None: no file)."""
     config.check()
     report = CreatorSeedReport(tag=config.tag)
-    clock = time.perf_counter()
-
-    def step(name: str, detail: str = "") -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.timings[name] = now - clock
-        clock = now
-        say(f"{name:<13} {report.timings[name]:6.2f} s  {detail}".rstrip())
-
-    password_hash = bcrypt.hashpw(
-        config.password.encode(), bcrypt.gensalt(config.bcrypt_rounds)
-    ).decode()
-    step("bcrypt", f"one hash at cost {config.bcrypt_rounds}, shared by every user")
     hot = round(config.hot_share * config.fans)
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
+    async with SeedRun(conn, config, report, say, _TEMP_TABLES, width=13) as run:
+        async with run.transaction():
             await conn.execute(_PLAN_USERS, config.creators, config.fans, config.tag, config.domain)
-            await conn.execute(_USERS, password_hash)
+            await conn.execute(_USERS, run.password_hash)
             report.profiles = count(await conn.execute(_PROFILES))
             report.creators, report.fans = config.creators, config.fans
-            step("users", f"{config.creators:,} creators, {config.fans:,} fans, with profiles")
+            run.step("users", f"{config.creators:,} creators, {config.fans:,} fans, with profiles")
             report.follows = count(await conn.execute(_FOLLOWS, config.follows, config.creators))
-            step("follows", f"{report.follows:,}")
+            run.step("follows", f"{report.follows:,}")
             await conn.execute(_PAIRS, config.subscribed, config.creators)
             report.subscriptions = count(await conn.execute(_SUBSCRIPTIONS))
-            step("subscriptions", f"{report.subscriptions:,} active, monthly")
+            run.step("subscriptions", f"{report.subscriptions:,} active, monthly")
             report.conversations = count(await conn.execute(_CONVERSATIONS))
             report.messages = count(await conn.execute(_MESSAGES, config.messages))
             report.premium = count(
@@ -314,7 +277,7 @@ async def seed(
             )
             report.messages += report.premium
             await conn.execute(_READ_ALL)
-            step(
+            run.step(
                 "conversations",
                 f"{report.conversations:,}, {report.messages:,} messages"
                 f" ({report.premium:,} premium)",
@@ -326,27 +289,18 @@ async def seed(
                 SeededStream(r["id"], r["creator_id"], r["viewers"])
                 for r in await conn.fetch(_SEEDED_STREAMS)
             ]
-            step("streams", f"{len(report.streams)} live, free")
-        await conn.execute(
-            "ANALYZE creator.users, creator.user_profiles, creator.follows,"
+            run.step("streams", f"{len(report.streams)} live, free")
+        await run.analyze(
+            "creator.users, creator.user_profiles, creator.follows,"
             " creator.subscriptions, creator.conversations, creator.messages,"
             " creator.live_streams"
         )
-        step("analyze")
-        if out is not None:
-            report.credentials = await write_credentials(conn, _CREDENTIALS, out, config.password)
-        step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
-    finally:
-        await drop_temp_tables(conn, _TEMP_TABLES)
+        report.credentials = await run.write_credentials(_CREDENTIALS, out, config.password)
     return report
 
 
-def _parse(argv: list[str] | None) -> tuple[CreatorSeedConfig, Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.seed_creator",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _parse(command: SeedCommand, argv: list[str] | None) -> tuple[CreatorSeedConfig, Path]:
+    parser = command.parser
     defaults = CreatorSeedConfig()
     for name in (
         "fans",
@@ -366,47 +320,22 @@ def _parse(argv: list[str] | None) -> tuple[CreatorSeedConfig, Path]:
     parser.add_argument(
         "--hot-share", type=float, default=defaults.hot_share, help="(default %(default)s)"
     )
-    parser.add_argument("--password", default=defaults.password, help="the password")
-    parser.add_argument("--bcrypt-rounds", type=int, default=4, help="cost of the one hash")
-    parser.add_argument("--tag", default=None, help="tag of this run (default: random)")
-    parser.add_argument("--domain", default=defaults.domain, help="e-mail domain")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="credentials CSV")
-    args = parser.parse_args(argv)
-    config = CreatorSeedConfig(
-        fans=args.fans,
-        creators=args.creators,
-        follows=args.follows,
-        subscribed=args.subscribed,
-        messages=args.messages,
-        premium_every=args.premium_every,
-        streams=args.streams,
-        hot_share=args.hot_share,
-        password=args.password,
-        bcrypt_rounds=args.bcrypt_rounds,
-        domain=args.domain,
-        **({"tag": args.tag} if args.tag else {}),
-    )
-    try:
-        config.check()
-    except ValueError as exc:
-        parser.error(str(exc))
-    return config, args.out
+    command.add_login_arguments(rounds_help="cost of the one hash")
+    command.add_run_arguments(tag_help="tag of this run (default: random)")
+    return command.parse(CreatorSeedConfig, DEFAULT_OUT, argv)
 
 
-async def _main(config: CreatorSeedConfig, out: Path) -> None:
-    say = progress("seed_creator")
-    async with seed_database("creator.live_streams") as conn:
-        report = await seed(conn, config, out, say)
-    say(f"tag {config.tag}: done in {report.seconds:.1f} s")
-    for stream in report.streams[:3]:
-        say(f"stream {stream.channel}: {stream.viewers:,} fans given it to watch")
-    say(f"password for every seeded user: {config.password}")
-    say(f"credentials: {out}")
+def _summary(report: CreatorSeedReport) -> list[str]:
+    return [f"tag {report.tag}: done in {report.seconds:.1f} s"] + [
+        f"stream {stream.channel}: {stream.viewers:,} fans given it to watch"
+        for stream in report.streams[:3]
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, out = _parse(argv)
-    asyncio.run(_main(config, out))
+    command = SeedCommand("seed_creator", __doc__)
+    config, out = _parse(command, argv)
+    command.run("creator.live_streams", seed, config, out, None, _summary)
 
 
 if __name__ == "__main__":

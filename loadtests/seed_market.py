@@ -27,24 +27,14 @@ user_type buyer, seller or courier and channels the space-separated `market.orde
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import bcrypt
 
-from loadtests.seeding import (
-    count,
-    drop_temp_tables,
-    progress,
-    seed_database,
-    write_credentials,
-)
+from loadtests.seed_command import SeedCommand
+from loadtests.seeding import LoginConfig, RunReport, SeedRun, count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "loadtests" / "results" / "market_credentials.csv"
@@ -55,17 +45,13 @@ SPREAD = 0.05
 
 
 @dataclass(frozen=True)
-class MarketSeedConfig:
+class MarketSeedConfig(LoginConfig):
     buyers: int = 2_000
     sellers: int = 200
     couriers: int = 500
     products: int = 5  # per seller
     orders: int = 500
     chats: int = 1_000
-    password: str = "loadtest-password"
-    bcrypt_rounds: int = 4
-    tag: str = field(default_factory=lambda: secrets.token_hex(3))
-    domain: str = "loadtest.example.com"
 
     def check(self) -> None:
         if min(self.buyers, self.sellers, self.couriers, self.products) < 1:
@@ -74,17 +60,11 @@ class MarketSeedConfig:
             raise ValueError("--orders and --chats must be at least 0")
         if self.chats > self.buyers:
             raise ValueError("--chats is at most --buyers (one direct chat per buyer)")
-        if not 4 <= self.bcrypt_rounds <= 16:
-            raise ValueError("--bcrypt-rounds must be between 4 and 16")
-        if len(self.password) < 8 or len(self.password.encode()) > 72:
-            raise ValueError("--password must be 8 characters to 72 bytes (bcrypt's limit)")
-        if not self.tag.isalnum() or self.tag != self.tag.lower():
-            raise ValueError("--tag must be lower-case letters and digits")
+        super().check()
 
 
 @dataclass
-class MarketSeedReport:
-    tag: str
+class MarketSeedReport(RunReport):
     buyers: int = 0
     sellers: int = 0
     couriers: int = 0
@@ -93,11 +73,6 @@ class MarketSeedReport:
     chats: int = 0
     messages: int = 0
     credentials: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.timings.values())
 
 
 _TEMP_TABLES = ("lt_mk_users", "lt_mk_products", "lt_mk_orders", "lt_mk_chats")
@@ -242,22 +217,8 @@ async def seed(
     credentials file to `out` (None: no file)."""
     config.check()
     report = MarketSeedReport(tag=config.tag)
-    clock = time.perf_counter()
-
-    def step(name: str, detail: str = "") -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.timings[name] = now - clock
-        clock = now
-        say(f"{name:<12} {report.timings[name]:6.2f} s  {detail}".rstrip())
-
-    password_hash = bcrypt.hashpw(
-        config.password.encode(), bcrypt.gensalt(config.bcrypt_rounds)
-    ).decode()
-    step("bcrypt", f"one hash at cost {config.bcrypt_rounds}, shared by every user")
-    try:
-        async with conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = off")
+    async with SeedRun(conn, config, report, say, _TEMP_TABLES, width=12) as run:
+        async with run.transaction():
             await conn.execute(
                 _USERS,
                 config.buyers,
@@ -265,88 +226,55 @@ async def seed(
                 config.couriers,
                 config.tag,
                 config.domain,
-                password_hash,
+                run.password_hash,
             )
             await conn.execute(_ADDRESSES, *ORIGIN)
             report.buyers, report.sellers = config.buyers, config.sellers
             report.couriers = config.couriers
-            step("users", f"{config.buyers + config.sellers + config.couriers:,} users")
+            run.step("users", f"{config.buyers + config.sellers + config.couriers:,} users")
             category = await conn.fetchval(_CATEGORY, config.tag)
             await conn.execute(_PRODUCTS, category, config.tag, config.products)
             report.products = config.sellers * config.products
-            step("products", f"{report.products:,} active products")
+            run.step("products", f"{report.products:,} active products")
             await conn.execute(
                 _ORDERS, config.orders, config.buyers, config.sellers, config.couriers, config.tag
             )
             report.orders = count(await conn.execute(_ORDER_ITEMS))
             await conn.execute(_TRACKING, *ORIGIN)
-            step("orders", f"{report.orders:,} in transit with a courier")
+            run.step("orders", f"{report.orders:,} in transit with a courier")
             await conn.execute(_CHATS, config.chats, config.sellers)
             report.chats = count(await conn.execute(_PARTICIPANTS)) // 2
             report.messages = await _insert_messages(conn)
             await conn.execute(_READ_ALL)
-            step("chats", f"{report.chats:,} direct chats, {report.messages:,} messages")
-        await conn.execute(
-            "ANALYZE market.users, market.products, market.orders, market.order_tracking,"
+            run.step("chats", f"{report.chats:,} direct chats, {report.messages:,} messages")
+        await run.analyze(
+            "market.users, market.products, market.orders, market.order_tracking,"
             " market.chats, market.chat_participants, market.messages"
         )
-        step("analyze")
-        if out is not None:
-            report.credentials = await write_credentials(conn, _CREDENTIALS, out, config.password)
-        step("credentials", f"{report.credentials:,} rows -> {out}" if out else "not written")
-    finally:
-        await drop_temp_tables(conn, _TEMP_TABLES)
+        report.credentials = await run.write_credentials(_CREDENTIALS, out, config.password)
     return report
 
 
-def _parse(argv: list[str] | None) -> tuple[MarketSeedConfig, Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.seed_market",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _parse(command: SeedCommand, argv: list[str] | None) -> tuple[MarketSeedConfig, Path]:
+    parser = command.parser
     defaults = MarketSeedConfig()
     for name in ("buyers", "sellers", "couriers", "products", "orders", "chats"):
         parser.add_argument(
             f"--{name}", type=int, default=getattr(defaults, name), help="(default %(default)s)"
         )
-    parser.add_argument("--password", default=defaults.password, help="the password")
-    parser.add_argument("--bcrypt-rounds", type=int, default=4, help="cost of the one hash")
-    parser.add_argument("--tag", default=None, help="e-mail tag of this run (default: random)")
-    parser.add_argument("--domain", default=defaults.domain, help="e-mail domain")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="credentials CSV")
-    args = parser.parse_args(argv)
-    config = MarketSeedConfig(
-        buyers=args.buyers,
-        sellers=args.sellers,
-        couriers=args.couriers,
-        products=args.products,
-        orders=args.orders,
-        chats=args.chats,
-        password=args.password,
-        bcrypt_rounds=args.bcrypt_rounds,
-        domain=args.domain,
-        **({"tag": args.tag} if args.tag else {}),
-    )
-    try:
-        config.check()
-    except ValueError as exc:
-        parser.error(str(exc))
-    return config, args.out
+    command.add_login_arguments(rounds_help="cost of the one hash")
+    command.add_run_arguments()
+    return command.parse(MarketSeedConfig, DEFAULT_OUT, argv)
 
 
-async def _main(config: MarketSeedConfig, out: Path) -> None:
-    say = progress("seed_market")
-    async with seed_database("market.orders") as conn:
-        report = await seed(conn, config, out, say)
-    say(f"tag {config.tag}: done in {report.seconds:.1f} s")
-    say(f"password for every seeded user: {config.password}")
-    say(f"credentials: {out}")
+def _summary(report: MarketSeedReport) -> list[str]:
+    return [f"tag {report.tag}: done in {report.seconds:.1f} s"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, out = _parse(argv)
-    asyncio.run(_main(config, out))
+    command = SeedCommand("seed_market", __doc__)
+    config, out = _parse(command, argv)
+    command.run("market.orders", seed, config, out, None, _summary)
 
 
 if __name__ == "__main__":
