@@ -3,7 +3,8 @@ caller's inbox (a page, the unread count, marking read), their preferences, quie
 digest time, their push devices, and the e-mail tracking links of the realm's e-mails. The api
 serves them at /v1/<realm>/...; every one acts for the caller's realm and user only, so a
 notification of another realm, or of another user, is never shown nor changed (404, as a
-missing one). The analyst realm keeps its own routes (realms/analyst/routes/)."""
+missing one). The analyst realm declares its older paths for the same things
+(realms/analyst/routes/notifications.py) around this module's Structs and handler bodies."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import base64
 import uuid
 import zoneinfo
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import asyncpg
 import msgspec
@@ -22,7 +23,7 @@ from kernel import inbox, notify, tracking
 from kernel.errors import BadRequest, NotFound, SwitchboardError
 from kernel.realms import Realm
 from kernel.web.auth import ROUTE_REALM, Caller, caller
-from kernel.web.endpoints import endpoint
+from kernel.web.endpoints import all_or_none, endpoint
 from kernel.web.keys import POOL, REALMS, SETTINGS
 from kernel.web.pagination import Page, PageQuery, decode_cursor, page_of
 
@@ -72,8 +73,18 @@ class Preference(Struct, forbid_unknown_fields=True):
     enabled: bool
 
 
+# An IANA name this machine's tz database knows: listed for clients, checked by write_settings.
+TimeZone = Annotated[
+    str,
+    Meta(max_length=64, extra_json_schema={"enum": sorted(zoneinfo.available_timezones())}),
+]
+
+
 class NotificationSettings(Struct, forbid_unknown_fields=True):
-    time_zone: Annotated[str, Meta(max_length=64)] = "UTC"
+    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
+        all_or_none("quiet_hours_start", "quiet_hours_end"),
+    )
+    time_zone: TimeZone = "UTC"
     quiet_hours_start: Clock | None = None
     quiet_hours_end: Clock | None = None
     digest_at: Clock = "08:00"
@@ -195,6 +206,11 @@ async def mark_read(request: web.Request, body: MarkRead) -> MarkedRead:
     errors=(401, 403),
 )
 async def preferences(request: web.Request) -> list[Preference]:
+    return await read_preferences(request)
+
+
+async def read_preferences(request: web.Request) -> list[Preference]:
+    """The caller's preferences, in their realm."""
     who, realm = await _me(request)
     rows = await request.app[POOL].fetch(
         "SELECT category, channel, enabled FROM gateway.notification_preferences"
@@ -216,6 +232,10 @@ async def preferences(request: web.Request) -> list[Preference]:
     errors=(400, 401, 403),
 )
 async def set_preference(request: web.Request, body: Preference) -> None:
+    await write_preference(request, body)
+
+
+async def write_preference(request: web.Request, body: Preference) -> None:
     who, realm = await _me(request)
     async with request.app[POOL].acquire() as conn:
         await notify.set_preference(
@@ -233,6 +253,11 @@ async def set_preference(request: web.Request, body: Preference) -> None:
     errors=(401, 403),
 )
 async def settings(request: web.Request) -> NotificationSettings:
+    return await read_settings(request)
+
+
+async def read_settings(request: web.Request) -> NotificationSettings:
+    """The caller's settings in their realm (the defaults until they set some)."""
     who, realm = await _me(request)
     row = await request.app[POOL].fetchrow(
         "SELECT time_zone, to_char(quiet_hours_start, 'HH24:MI') AS qs,"
@@ -257,6 +282,12 @@ async def settings(request: web.Request) -> NotificationSettings:
     errors=(400, 401, 403),
 )
 async def set_settings(request: web.Request, body: NotificationSettings) -> NotificationSettings:
+    return await write_settings(request, body)
+
+
+async def write_settings(request: web.Request, body: NotificationSettings) -> NotificationSettings:
+    """Check what the Struct's types cannot (a known zone, both quiet hours or neither, and
+    not the same two), then store it; returns what was stored."""
     who, realm = await _me(request)
     try:
         zoneinfo.ZoneInfo(body.time_zone)
@@ -265,7 +296,7 @@ async def set_settings(request: web.Request, body: NotificationSettings) -> Noti
     if (body.quiet_hours_start is None) != (body.quiet_hours_end is None):
         raise BadRequest("give both quiet_hours_start and quiet_hours_end, or neither")
     if body.quiet_hours_start is not None and body.quiet_hours_start == body.quiet_hours_end:
-        raise BadRequest("quiet hours must not start and end at the same time")
+        raise BadRequest("quiet hours cannot start when they end")
     quiet = (
         (body.quiet_hours_start, body.quiet_hours_end)
         if body.quiet_hours_start and body.quiet_hours_end
@@ -298,6 +329,10 @@ async def set_settings(request: web.Request, body: NotificationSettings) -> Noti
     errors=(400, 401, 403),
 )
 async def register_device(request: web.Request, body: DeviceIn) -> DeviceOut:
+    return await add_device(request, body)
+
+
+async def add_device(request: web.Request, body: DeviceIn) -> DeviceOut:
     who, realm = await _me(request)
     async with request.app[POOL].acquire() as conn:
         device_id = await notify.register_device(
@@ -317,6 +352,10 @@ async def register_device(request: web.Request, body: DeviceIn) -> DeviceOut:
     errors=(400, 401, 403, 404),
 )
 async def forget_device(request: web.Request, body: DeviceToken) -> None:
+    await remove_device(request, body)
+
+
+async def remove_device(request: web.Request, body: DeviceToken) -> None:
     who, realm = await _me(request)
     async with request.app[POOL].acquire() as conn:
         if not await notify.forget_device(conn, who.subject, body.token, realm=realm):
@@ -324,6 +363,8 @@ async def forget_device(request: web.Request, body: DeviceToken) -> None:
 
 
 # --- e-mail links (no token: the link's signature vouches) --------------------------------
+# The bodies take `realm`, the realm a link must belong to: the route's here; None on the
+# analyst realm's old paths, which have always taken any realm's link.
 
 
 @endpoint(
@@ -336,12 +377,14 @@ async def forget_device(request: web.Request, body: DeviceToken) -> None:
     auth=False,
 )
 async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
+    return await open_pixel(request, query.t, _realm_of_route(request))
+
+
+async def open_pixel(request: web.Request, token: str, realm: str | None) -> web.Response:
     """Always the pixel: a bad token records nothing but must not show a broken image."""
     try:
         async with request.app[POOL].acquire() as conn:
-            await tracking.record_open(
-                conn, request.app[SETTINGS].secret, query.t, realm=_realm_of_route(request)
-            )
+            await tracking.record_open(conn, request.app[SETTINGS].secret, token, realm=realm)
     except (SwitchboardError, asyncpg.DataError):
         pass
     return web.Response(
@@ -361,17 +404,19 @@ async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
     errors=(400, 401),
 )
 async def email_clicked(request: web.Request, query: TokenQuery) -> web.Response:
+    raise web.HTTPSeeOther(location=await clicked_url(request, query.t, _realm_of_route(request)))
+
+
+async def clicked_url(request: web.Request, token: str, realm: str | None) -> str:
+    """Record the click; returns where the link goes."""
     async with request.app[POOL].acquire() as conn:
-        url = await tracking.record_click(
-            conn, request.app[SETTINGS].secret, query.t, realm=_realm_of_route(request)
-        )
-    raise web.HTTPSeeOther(location=url)
+        return await tracking.record_click(conn, request.app[SETTINGS].secret, token, realm=realm)
 
 
-async def _unsubscribe(request: web.Request, token: str) -> Unsubscribed:
+async def unsubscribe(request: web.Request, token: str, realm: str | None) -> Unsubscribed:
     async with request.app[POOL].acquire() as conn:
         _, category = await tracking.unsubscribe(
-            conn, request.app[SETTINGS].secret, token, realm=_realm_of_route(request)
+            conn, request.app[SETTINGS].secret, token, realm=realm
         )
     return Unsubscribed(category=category)
 
@@ -388,7 +433,7 @@ async def _unsubscribe(request: web.Request, token: str) -> Unsubscribed:
     errors=(400, 401),
 )
 async def unsubscribe_link(request: web.Request, query: TokenQuery) -> Unsubscribed:
-    return await _unsubscribe(request, query.t)
+    return await unsubscribe(request, query.t, _realm_of_route(request))
 
 
 @endpoint(
@@ -403,4 +448,4 @@ async def unsubscribe_link(request: web.Request, query: TokenQuery) -> Unsubscri
     errors=(400, 401),
 )
 async def unsubscribe_one_click(request: web.Request, query: TokenQuery) -> Unsubscribed:
-    return await _unsubscribe(request, query.t)
+    return await unsubscribe(request, query.t, _realm_of_route(request))

@@ -1,12 +1,12 @@
-"""Notifications over HTTP: push devices, preferences and quiet hours of the caller, the
-e-mail tracking links (open pixel, click redirect, one-click unsubscribe), and the internal
-endpoint through which other services create notifications (admins, i.e. service accounts)."""
+"""The analyst realm's notification paths from before realms (/v1/me/devices,
+/v1/me/notification-preferences, /v1/me/notification-settings, the e-mail links), declared here
+with their own paths, summaries and status codes around the core's Structs and handler bodies
+(kernel/web/notification_routes.py); and the internal endpoint through which other services
+create notifications (admins, i.e. service accounts), which is the analyst realm's only."""
 
 from __future__ import annotations
 
-import base64
 import uuid
-import zoneinfo
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -14,67 +14,23 @@ from aiohttp import web
 from msgspec import Meta, Struct
 
 from kernel import notify, tracking
-from kernel.errors import BadRequest, NotFound, SwitchboardError
-from kernel.web.auth import admin, caller
-from kernel.web.endpoints import all_or_none, endpoint, exactly_one_of
-from kernel.web.keys import POOL, SETTINGS
+from kernel.errors import BadRequest
+from kernel.web import notification_routes as shared
+from kernel.web.auth import admin
+from kernel.web.endpoints import endpoint, exactly_one_of
+from kernel.web.keys import POOL
+from kernel.web.notification_routes import (
+    DeviceIn,
+    DeviceOut,
+    DeviceToken,
+    NotificationSettings,
+    PixelQuery,
+    Preference,
+    TokenQuery,
+    Unsubscribed,
+)
 
 routes = web.RouteTableDef()
-
-Clock = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z", description="HH:MM")]
-Category = Annotated[str, Meta(pattern=r"^(\*|[a-z][a-z0-9_]{0,49})\Z")]
-# A transparent 1x1 GIF: what an e-mail client fetches as the open pixel.
-_PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-
-
-class DeviceIn(Struct, forbid_unknown_fields=True):
-    token: Annotated[str, Meta(min_length=10, max_length=4096)]
-    platform: Literal["android", "ios", "web"]
-    app_version: Annotated[str, Meta(max_length=50)] | None = None
-
-
-class DeviceToken(Struct, forbid_unknown_fields=True):
-    token: Annotated[str, Meta(min_length=1, max_length=4096)]
-
-
-class DeviceOut(Struct):
-    id: uuid.UUID
-
-
-class Preference(Struct, forbid_unknown_fields=True):
-    category: Category
-    channel: Literal["in_app", "push", "email", "sms", "*"]
-    enabled: bool
-
-
-# An IANA name this machine's tz database knows (what set_settings accepts).
-TimeZone = Annotated[
-    str,
-    Meta(max_length=64, extra_json_schema={"enum": sorted(zoneinfo.available_timezones())}),
-]
-
-
-class Settings(Struct, forbid_unknown_fields=True):
-    schema_rules: ClassVar[tuple[dict[str, Any], ...]] = (
-        all_or_none("quiet_hours_start", "quiet_hours_end"),
-    )
-    time_zone: TimeZone = "UTC"
-    quiet_hours_start: Clock | None = None
-    quiet_hours_end: Clock | None = None
-    digest_at: Clock = "08:00"
-
-
-LinkToken = Annotated[str, Meta(min_length=1, max_length=4096, pattern=tracking.TOKEN_PATTERN)]
-
-
-class TokenQuery(Struct):
-    t: LinkToken
-
-
-class PixelQuery(Struct):
-    """The open pixel's: any token gets the pixel (a malformed one records nothing)."""
-
-    t: Annotated[str, Meta(min_length=1, max_length=4096)]
 
 
 class AudienceIn(Struct, forbid_unknown_fields=True):
@@ -118,11 +74,6 @@ class Created(Struct):
     created: int
 
 
-class Unsubscribed(Struct):
-    category: str
-    email: Literal["off"] = "off"
-
-
 @endpoint(
     routes,
     "POST",
@@ -134,12 +85,7 @@ class Unsubscribed(Struct):
     status=201,
 )
 async def register_device(request: web.Request, body: DeviceIn) -> DeviceOut:
-    who = await caller(request)
-    async with request.app[POOL].acquire() as conn:
-        device_id = await notify.register_device(
-            conn, who.user_id, body.token, body.platform, body.app_version
-        )
-    return DeviceOut(id=device_id)
+    return await shared.add_device(request, body)
 
 
 @endpoint(
@@ -153,10 +99,7 @@ async def register_device(request: web.Request, body: DeviceIn) -> DeviceOut:
     errors=(404,),
 )
 async def forget_device(request: web.Request, body: DeviceToken) -> None:
-    who = await caller(request)
-    async with request.app[POOL].acquire() as conn:
-        if not await notify.forget_device(conn, who.user_id, body.token):
-            raise NotFound("no such device of yours")
+    await shared.remove_device(request, body)
 
 
 @endpoint(
@@ -168,14 +111,7 @@ async def forget_device(request: web.Request, body: DeviceToken) -> None:
     response=list[Preference],
 )
 async def preferences(request: web.Request) -> list[Preference]:
-    who = await caller(request)
-    rows = await request.app[POOL].fetch(
-        "SELECT category, channel, enabled FROM gateway.notification_preferences"
-        " WHERE realm = $2 AND user_id = $1 ORDER BY category, channel",
-        who.subject,
-        who.realm,
-    )
-    return [Preference(r["category"], r["channel"], r["enabled"]) for r in rows]
+    return await shared.read_preferences(request)
 
 
 @endpoint(
@@ -188,9 +124,7 @@ async def preferences(request: web.Request) -> list[Preference]:
     status=204,
 )
 async def set_preference(request: web.Request, body: Preference) -> None:
-    who = await caller(request)
-    async with request.app[POOL].acquire() as conn:
-        await notify.set_preference(conn, who.user_id, body.category, body.channel, body.enabled)
+    await shared.write_preference(request, body)
 
 
 @endpoint(
@@ -199,20 +133,10 @@ async def set_preference(request: web.Request, body: Preference) -> None:
     "/v1/me/notification-settings",
     summary="Time zone, quiet hours, digest",
     tag="notifications",
-    response=Settings,
+    response=NotificationSettings,
 )
-async def settings(request: web.Request) -> Settings:
-    who = await caller(request)
-    row = await request.app[POOL].fetchrow(
-        "SELECT time_zone, to_char(quiet_hours_start, 'HH24:MI') AS qs,"
-        " to_char(quiet_hours_end, 'HH24:MI') AS qe, to_char(digest_at, 'HH24:MI') AS d"
-        " FROM gateway.notification_settings WHERE realm = $2 AND user_id = $1",
-        who.subject,
-        who.realm,
-    )
-    if row is None:
-        return Settings()
-    return Settings(row["time_zone"], row["qs"], row["qe"], row["d"])
+async def settings(request: web.Request) -> NotificationSettings:
+    return await shared.read_settings(request)
 
 
 @endpoint(
@@ -221,29 +145,15 @@ async def settings(request: web.Request) -> Settings:
     "/v1/me/notification-settings",
     summary="Set time zone, quiet hours, digest",
     tag="notifications",
-    body=Settings,
-    response=Settings,
+    body=NotificationSettings,
+    response=NotificationSettings,
 )
-async def set_settings(request: web.Request, body: Settings) -> Settings:
-    who = await caller(request)
-    try:
-        zoneinfo.ZoneInfo(body.time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise BadRequest(f"unknown time zone {body.time_zone!r} (use an IANA name)") from None
-    if (body.quiet_hours_start is None) != (body.quiet_hours_end is None):
-        raise BadRequest("give both quiet_hours_start and quiet_hours_end, or neither")
-    if body.quiet_hours_start is not None and body.quiet_hours_start == body.quiet_hours_end:
-        raise BadRequest("quiet hours cannot start when they end")
-    quiet = (
-        (body.quiet_hours_start, body.quiet_hours_end)
-        if body.quiet_hours_start and body.quiet_hours_end
-        else None
-    )
-    async with request.app[POOL].acquire() as conn:
-        await notify.set_settings(
-            conn, who.user_id, time_zone=body.time_zone, quiet_hours=quiet, digest_at=body.digest_at
-        )
-    return body
+async def set_settings(request: web.Request, body: NotificationSettings) -> NotificationSettings:
+    return await shared.write_settings(request, body)
+
+
+# The e-mail links pass no realm: these paths have always taken a link of any realm (the
+# core's take only their route's realm's).
 
 
 @endpoint(
@@ -256,15 +166,7 @@ async def set_settings(request: web.Request, body: Settings) -> Settings:
     auth=False,
 )
 async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
-    """Always the pixel: a bad token records nothing but must not show a broken image."""
-    try:
-        async with request.app[POOL].acquire() as conn:
-            await tracking.record_open(conn, request.app[SETTINGS].secret, query.t)
-    except SwitchboardError:
-        pass
-    return web.Response(
-        body=_PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"}
-    )
+    return await shared.open_pixel(request, query.t, realm=tracking.LEGACY_REALM)
 
 
 @endpoint(
@@ -279,15 +181,9 @@ async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
     errors=(401,),
 )
 async def email_clicked(request: web.Request, query: TokenQuery) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        url = await tracking.record_click(conn, request.app[SETTINGS].secret, query.t)
-    raise web.HTTPSeeOther(location=url)
-
-
-async def _unsubscribe(request: web.Request, token: str) -> Unsubscribed:
-    async with request.app[POOL].acquire() as conn:
-        _, category = await tracking.unsubscribe(conn, request.app[SETTINGS].secret, token)
-    return Unsubscribed(category=category)
+    raise web.HTTPSeeOther(
+        location=await shared.clicked_url(request, query.t, realm=tracking.LEGACY_REALM)
+    )
 
 
 @endpoint(
@@ -302,7 +198,7 @@ async def _unsubscribe(request: web.Request, token: str) -> Unsubscribed:
     errors=(401,),
 )
 async def unsubscribe_link(request: web.Request, query: TokenQuery) -> Unsubscribed:
-    return await _unsubscribe(request, query.t)
+    return await shared.unsubscribe(request, query.t, realm=tracking.LEGACY_REALM)
 
 
 @endpoint(
@@ -317,7 +213,7 @@ async def unsubscribe_link(request: web.Request, query: TokenQuery) -> Unsubscri
     errors=(401,),
 )
 async def unsubscribe_one_click(request: web.Request, query: TokenQuery) -> Unsubscribed:
-    return await _unsubscribe(request, query.t)
+    return await shared.unsubscribe(request, query.t, realm=tracking.LEGACY_REALM)
 
 
 @endpoint(
