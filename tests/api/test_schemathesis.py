@@ -421,6 +421,9 @@ BEYOND_THE_SCHEMA: list[tuple[str | None, str | None, str]] = [
     ("/refund", "POST", "amount: more than the payment"),
     # A Razorpay signature over the order and payment: only the secret's holder can make one.
     ("/payments/verify", "POST", "razorpay_signature: does not match"),
+    # A date relative to today (creator's adults-only sign-up): a schema compares with
+    # constants, and a date of birth generated in the future or the last 18 years is refused.
+    ("/auth/signup", "POST", "accounts are for people aged 18 or older"),
     # The caller's own id in the path: no schema relates a path to the token's subject.
     ("/analysts/{analyst_id}/reviews", "POST", "you cannot review yourself"),
 ]
