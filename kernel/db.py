@@ -22,6 +22,14 @@ async def setup_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A released connection goes back to the pool without asyncpg's reset query (advisory
+    unlock, CLOSE ALL, UNLISTEN, RESET ALL), which costs a round trip on every release:
+    nothing here leaves session state on a pooled connection (LISTEN runs on connections of
+    its own; settings, roles and advisory locks are transaction-scoped). asyncpg still rolls
+    back a transaction left open and drops listeners first. ADR 0008."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, application_name: str = "switchboard"
 ) -> asyncpg.Pool:
@@ -31,6 +39,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=setup_connection,
+        reset=keep_session,
         server_settings={"application_name": application_name},
     )
     return pool
