@@ -19,32 +19,11 @@ from kernel.errors import NotFound
 from kernel.web.auth import caller
 from kernel.web.endpoints import endpoint
 from kernel.web.keys import POOL
-from kernel.web.pagination import Page, PageQuery, decode_cursor, page_of
+from kernel.web.notification_routes import InboxQuery, NotificationOut, UnreadCount
+from kernel.web.pagination import Page, decode_cursor, page_of
 from kernel.web.paths import path_uuid
 
 routes = web.RouteTableDef()
-
-
-class InboxQuery(PageQuery, kw_only=True):
-    unread: bool = False
-
-
-class NotificationOut(Struct):
-    id: uuid.UUID
-    notification_type: str
-    title: str | None
-    message: str | None
-    action_url: str | None
-    related_entity_type: str | None
-    related_entity_id: uuid.UUID | None
-    priority: str
-    status: str
-    read_at: datetime | None
-    created_at: datetime
-
-
-class UnreadCount(Struct):
-    unread: int
 
 
 class MarkedRead(Struct):
