@@ -115,8 +115,9 @@ async def migrate(
             r["filename"]: r["checksum"]
             for r in await conn.fetch("SELECT filename, checksum FROM gateway.schema_migrations")
         }
-        files = migration_files(sql_dir)
-        _refuse_a_realm_older_than_the_core(files, _folders(sql_dir)[0], applied)
+        folders = _folders(sql_dir)
+        files = migration_files(folders)
+        _refuse_a_realm_older_than_the_core(files, folders[0], applied)
         done: list[str] = []
         for path in files:
             digest = checksum(path)

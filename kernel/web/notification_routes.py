@@ -363,8 +363,8 @@ async def remove_device(request: web.Request, body: DeviceToken) -> None:
 
 
 # --- e-mail links (no token: the link's signature vouches) --------------------------------
-# The bodies take `realm`, the realm a link must belong to: the route's here; None on the
-# analyst realm's old paths, which have always taken any realm's link.
+# The bodies take `realm`, the realm a link must belong to: the route's here, "analyst" on the
+# analyst realm's old paths (realms/analyst/routes/notifications.py).
 
 
 @endpoint(
@@ -380,7 +380,7 @@ async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
     return await open_pixel(request, query.t, _realm_of_route(request))
 
 
-async def open_pixel(request: web.Request, token: str, realm: str | None) -> web.Response:
+async def open_pixel(request: web.Request, token: str, realm: str) -> web.Response:
     """Always the pixel: a bad token records nothing but must not show a broken image."""
     try:
         async with request.app[POOL].acquire() as conn:
@@ -407,13 +407,13 @@ async def email_clicked(request: web.Request, query: TokenQuery) -> web.Response
     raise web.HTTPSeeOther(location=await clicked_url(request, query.t, _realm_of_route(request)))
 
 
-async def clicked_url(request: web.Request, token: str, realm: str | None) -> str:
+async def clicked_url(request: web.Request, token: str, realm: str) -> str:
     """Record the click; returns where the link goes."""
     async with request.app[POOL].acquire() as conn:
         return await tracking.record_click(conn, request.app[SETTINGS].secret, token, realm=realm)
 
 
-async def unsubscribe(request: web.Request, token: str, realm: str | None) -> Unsubscribed:
+async def unsubscribe(request: web.Request, token: str, realm: str) -> Unsubscribed:
     async with request.app[POOL].acquire() as conn:
         _, category = await tracking.unsubscribe(
             conn, request.app[SETTINGS].secret, token, realm=realm

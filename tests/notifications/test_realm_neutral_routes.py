@@ -198,6 +198,10 @@ async def test_email_links_work_on_their_realms_path_only(
     unsubscribe = sign_link(secret, LinkClaim(k="unsubscribe", u=ALICE, c="x", r="echo"))
     done = await api.post(f"/v1/echo/notifications/email/unsubscribe?t={unsubscribe}")
     assert await done.json() == {"category": "x", "email": "off"}
+    # and an echo link is not an analyst link on the analyst realm's unprefixed path
+    foreign = await api.get(f"/v1/notifications/email/unsubscribe?t={unsubscribe}")
+    assert foreign.status == 400
+    assert "belongs to realm 'echo'" in (await foreign.json())["error"]["message"]
     prefs = await db.fetch(
         "SELECT realm, user_id, category, channel, enabled FROM gateway.notification_preferences"
     )

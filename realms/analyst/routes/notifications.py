@@ -152,8 +152,8 @@ async def set_settings(request: web.Request, body: NotificationSettings) -> Noti
     return await shared.write_settings(request, body)
 
 
-# The e-mail links pass no realm: these paths have always taken a link of any realm (the
-# core's take only their route's realm's).
+# The e-mail links take only the analyst realm's links (links signed before realms name
+# none and are the analyst realm's), as the core's take only their route's realm's.
 
 
 @endpoint(
@@ -178,7 +178,7 @@ async def email_opened(request: web.Request, query: PixelQuery) -> web.Response:
     query=TokenQuery,
     status=303,
     auth=False,
-    errors=(401,),
+    errors=(400, 401),
 )
 async def email_clicked(request: web.Request, query: TokenQuery) -> web.Response:
     raise web.HTTPSeeOther(
@@ -195,7 +195,7 @@ async def email_clicked(request: web.Request, query: TokenQuery) -> web.Response
     query=TokenQuery,
     response=Unsubscribed,
     auth=False,
-    errors=(401,),
+    errors=(400, 401),
 )
 async def unsubscribe_link(request: web.Request, query: TokenQuery) -> Unsubscribed:
     return await shared.unsubscribe(request, query.t, realm=tracking.LEGACY_REALM)
@@ -210,7 +210,7 @@ async def unsubscribe_link(request: web.Request, query: TokenQuery) -> Unsubscri
     query=TokenQuery,
     response=Unsubscribed,
     auth=False,
-    errors=(401,),
+    errors=(400, 401),
 )
 async def unsubscribe_one_click(request: web.Request, query: TokenQuery) -> Unsubscribed:
     return await shared.unsubscribe(request, query.t, realm=tracking.LEGACY_REALM)
